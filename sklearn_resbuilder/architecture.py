@@ -1,0 +1,489 @@
+"""Immutable, JSON-serialisable specs of ResBuilder networks.
+
+A network is ``stem -> stage 0 -> pool -> stage 1 -> pool -> ... -> head``.
+Each stage keeps one *stream* width; its residual blocks add into that stream
+(paper §3, ``x + ReLU(BN(conv(ReLU(BN(conv x)))))``). A stage after a pooling
+layer may open with a 1x1 *transition* conv that changes the stream width;
+stages without one share the width of the stage before. Channels that are added
+into one stream form a *stream group* (DESIGN.md §3.4): they are resized
+together.
+
+Every edit returns a new spec; invalid specs raise ``ValueError`` naming the
+problem.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Iterator, Sequence
+
+HEADS = ("flatten", "avg")
+
+
+@dataclass(frozen=True)
+class Stem:
+    """The first conv layer: ``conv(kernel, stride) -> BN -> ReLU [-> maxpool 2]``."""
+
+    kernel: int = 3
+    width: int = 16
+    stride: int = 1
+    pool: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stretch of the network between pooling layers.
+
+    Parameters
+    ----------
+    width : int
+        Stream width: the channels every block of the stage adds into.
+    blocks : tuple of int
+        Middle width (first conv's output channels) of each residual block.
+    transition : bool
+        Whether the stage opens with a 1x1 conv + BN + ReLU after its pooling
+        layer, which sets a new stream width. Stage 0 never has one (the stem
+        sets its width).
+    """
+
+    width: int
+    blocks: tuple[int, ...] = ()
+    transition: bool = False
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One row of an architecture's layer table (what ``str()`` prints).
+
+    ``in_group`` / ``out_group`` name the BN channels feeding and produced by the
+    layer: ``"image"``, ``"logits"``, ``("stream", g)`` or ``("mid", s, b)``.
+    """
+
+    name: str
+    kind: str  # "conv", "pool" or "dense"
+    kernel: int
+    in_channels: int
+    out_channels: int
+    out_hw: tuple[int, int]
+    flops: int
+    params: int
+    in_group: object = None
+    out_group: object = None
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """An immutable ResBuilder network spec.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(C, H, W)`` of one input image.
+    n_classes : int
+        Number of output classes (the dense head's width).
+    stem : Stem
+        The first conv layer.
+    stages : tuple of Stage
+        Stages, with a 2x2 max-pool between consecutive stages.
+    head : {"flatten", "avg"}
+        How the last feature map reaches the dense layer: flattened (the paper's
+        minimal net, Fig. 4) or global-average-pooled (ResNet18).
+
+    Examples
+    --------
+    >>> arch = Architecture.minimal((1, 28, 28), 10)
+    >>> arch.n_blocks, arch.flops()
+    (0, 241472)
+    >>> arch.insert_block(1, 0).n_blocks
+    1
+    """
+
+    input_shape: tuple[int, int, int]
+    n_classes: int
+    stem: Stem = field(default_factory=Stem)
+    stages: tuple[Stage, ...] = (Stage(16),)
+    head: str = "flatten"
+
+    def __post_init__(self):
+        # Normalise lists (e.g. from JSON) to tuples so specs stay hashable.
+        object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        object.__setattr__(
+            self,
+            "stages",
+            tuple(
+                replace(s, blocks=tuple(s.blocks)) if not isinstance(s.blocks, tuple) else s
+                for s in self.stages
+            ),
+        )
+        self._validate()
+
+    # ------------------------------------------------------------------ checks
+    def _validate(self) -> None:
+        if len(self.input_shape) != 3:
+            raise ValueError(f"input_shape must be (C, H, W), got {self.input_shape!r}")
+        for name, v in zip("CHW", self.input_shape):
+            _check_int(f"input_shape {name}", v, 1)
+        _check_int("n_classes", self.n_classes, 1)
+        _check_int("stem kernel", self.stem.kernel, 1)
+        if self.stem.kernel % 2 == 0:
+            raise ValueError(f"stem kernel must be odd, got {self.stem.kernel}")
+        _check_int("stem width", self.stem.width, 1)
+        _check_int("stem stride", self.stem.stride, 1)
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if not self.stages:
+            raise ValueError("an architecture needs at least one stage")
+        prev = self.stem.width
+        for s, stage in enumerate(self.stages):
+            _check_int(f"stage {s} width", stage.width, 1)
+            if s == 0 and stage.transition:
+                raise ValueError("stage 0 cannot have a transition: the stem sets its width")
+            if not stage.transition and stage.width != prev:
+                raise ValueError(
+                    f"stage {s} has no transition conv, so its width must equal the "
+                    f"previous stream width {prev}, got {stage.width}"
+                )
+            for b, mid in enumerate(stage.blocks):
+                _check_int(f"stage {s} block {b} width", mid, 1)
+            prev = stage.width
+        for s, (h, w) in enumerate(self.stage_hw()):
+            if h < 1 or w < 1:
+                raise ValueError(
+                    f"input {self.input_shape[1]}x{self.input_shape[2]} is too small: "
+                    f"stage {s} would be {h}x{w} pixels after pooling; use fewer stages "
+                    "or larger images"
+                )
+
+    # ------------------------------------------------------------- geometry
+    def stage_hw(self) -> list[tuple[int, int]]:
+        """Spatial size ``(H, W)`` of each stage's feature maps."""
+        _, h, w = self.input_shape
+        k, st = self.stem.kernel, self.stem.stride
+        # 'same' padding k//2: out = floor((n - 1) / stride) + 1
+        h, w = (h - 1) // st + 1, (w - 1) // st + 1
+        if self.stem.pool:
+            h, w = h // 2, w // 2
+        out = [(h, w)]
+        for _ in self.stages[1:]:
+            h, w = h // 2, w // 2
+            out.append((h, w))
+        return out
+
+    def stem_hw(self) -> tuple[int, int]:
+        """Output size of the stem conv (before its optional pool)."""
+        _, h, w = self.input_shape
+        st = self.stem.stride
+        return (h - 1) // st + 1, (w - 1) // st + 1
+
+    def stream_groups(self) -> list[int]:
+        """Stream-group index of each stage (stages without transition share one)."""
+        groups, g = [], -1
+        for s, stage in enumerate(self.stages):
+            if s == 0 or stage.transition:
+                g += 1
+            groups.append(g)
+        return groups
+
+    @property
+    def n_groups(self) -> int:
+        """Number of stream groups (independently sized stream widths)."""
+        return self.stream_groups()[-1] + 1
+
+    @property
+    def n_blocks(self) -> int:
+        """Number of residual blocks."""
+        return sum(len(s.blocks) for s in self.stages)
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.stages)
+
+    def block_ids(self) -> list[tuple[int, int]]:
+        """``(stage, index)`` of every residual block, in forward order."""
+        return [(s, b) for s, st in enumerate(self.stages) for b in range(len(st.blocks))]
+
+    # --------------------------------------------------------------- layers
+    def layers(self) -> Iterator[Layer]:
+        """The layers in forward order with their sizes, FLOPs and parameters.
+
+        FLOPs follow the paper: ``C_j = 2 s_j u_j v_j c_j c_{j+1}`` for a conv
+        (kernel area s, output size u x v) and ``2 in out`` for the dense layer.
+        Pooling and BN cost no FLOPs in this count (as in the paper and in
+        ``torch.utils.flop_counter``). Parameters include BN's gamma and beta.
+        """
+        from .flops import conv_flops, dense_flops
+
+        c_in = self.input_shape[0]
+        groups = self.stream_groups()
+        sh, sw = self.stem_hw()
+        k = self.stem.kernel
+        yield Layer("stem", "conv", k, c_in, self.stem.width, (sh, sw),
+                    conv_flops(k, sh, sw, c_in, self.stem.width),
+                    k * k * c_in * self.stem.width + 2 * self.stem.width,
+                    "image", ("stream", 0))
+        hw = self.stage_hw()
+        if self.stem.pool:
+            yield Layer("stem.pool", "pool", 2, self.stem.width, self.stem.width, hw[0], 0, 0)
+        prev = self.stem.width
+        for s, stage in enumerate(self.stages):
+            h, w = hw[s]
+            g = ("stream", groups[s])
+            if s > 0:
+                yield Layer(f"pool{s}", "pool", 2, prev, prev, (h, w), 0, 0)
+            if stage.transition:
+                pg = ("stream", groups[s - 1])
+                yield Layer(f"stage{s}.transition", "conv", 1, prev, stage.width, (h, w),
+                            conv_flops(1, h, w, prev, stage.width),
+                            prev * stage.width + 2 * stage.width, pg, g)
+            c = stage.width
+            for b, mid in enumerate(stage.blocks):
+                m = ("mid", s, b)
+                yield Layer(f"stage{s}.block{b}.conv1", "conv", 3, c, mid, (h, w),
+                            conv_flops(3, h, w, c, mid), 9 * c * mid + 2 * mid, g, m)
+                yield Layer(f"stage{s}.block{b}.conv2", "conv", 3, mid, c, (h, w),
+                            conv_flops(3, h, w, mid, c), 9 * mid * c + 2 * c, m, g)
+            prev = c
+        h, w = hw[-1]
+        n_in = prev * h * w if self.head == "flatten" else prev
+        yield Layer("head", "dense", 1, n_in, self.n_classes, (1, 1),
+                    dense_flops(n_in, self.n_classes),
+                    n_in * self.n_classes + self.n_classes,
+                    ("stream", groups[-1]), "logits")
+
+    def flops(self) -> int:
+        """FLOPs of one forward pass on one image (conv + dense, paper's count)."""
+        return sum(layer.flops for layer in self.layers())
+
+    def n_params(self) -> int:
+        """Number of trainable parameters of the built module."""
+        return sum(layer.params for layer in self.layers())
+
+    # ---------------------------------------------------------------- edits
+    def insert_block(self, stage: int, position: int, width: int | None = None) -> Architecture:
+        """Return a spec with a new block at ``position`` of ``stage``.
+
+        ``position`` 0 is directly after the stage's pooling layer (or the stem);
+        ``len(blocks)`` appends. ``width`` (middle width) defaults to the stream
+        width.
+        """
+        self._check_stage(stage)
+        blocks = self.stages[stage].blocks
+        if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= len(blocks):
+            raise ValueError(
+                f"position must be an int in [0, {len(blocks)}] for stage {stage}, got {position!r}"
+            )
+        width = self.stages[stage].width if width is None else width
+        _check_int("block width", width, 1)
+        new_blocks = blocks[:position] + (width,) + blocks[position:]
+        return self._with_stage(stage, replace(self.stages[stage], blocks=new_blocks))
+
+    def remove_blocks(self, blocks: Iterable[tuple[int, int]]) -> Architecture:
+        """Return a spec without the blocks given as ``(stage, index)`` pairs."""
+        drop = set()
+        valid = set(self.block_ids())
+        for sb in blocks:
+            sb = tuple(sb)
+            if sb not in valid:
+                raise ValueError(f"no block {sb} in this architecture (blocks: {sorted(valid)})")
+            drop.add(sb)
+        stages = tuple(
+            replace(st, blocks=tuple(m for b, m in enumerate(st.blocks) if (s, b) not in drop))
+            for s, st in enumerate(self.stages)
+        )
+        return replace(self, stages=stages)
+
+    def group_widths(self) -> list[int]:
+        """Stream width of each stream group."""
+        out = []
+        for s, g in enumerate(self.stream_groups()):
+            if g == len(out):
+                out.append(self.stages[s].width)
+        return out
+
+    def block_widths(self) -> list[list[int]]:
+        """Middle width of each block, per stage."""
+        return [list(st.blocks) for st in self.stages]
+
+    def with_widths(self, group_widths: Sequence[int],
+                    block_widths: Sequence[Sequence[int]]) -> Architecture:
+        """Return a spec with new stream-group and block widths (same topology).
+
+        A block width of 0 removes that block (the MorphNet step's "width
+        reaches 0"). Stream widths must stay >= 1.
+        """
+        groups = self.stream_groups()
+        if len(group_widths) != self.n_groups:
+            raise ValueError(f"expected {self.n_groups} stream widths, got {len(group_widths)}")
+        if len(block_widths) != self.n_stages:
+            raise ValueError(f"expected block widths for {self.n_stages} stages, got {len(block_widths)}")
+        for g, w in enumerate(group_widths):
+            _check_int(f"stream group {g} width", int(w) if _is_intlike(w) else w, 1)
+        stages = []
+        for s, (stage, mids) in enumerate(zip(self.stages, block_widths)):
+            if len(mids) != len(stage.blocks):
+                raise ValueError(
+                    f"stage {s} has {len(stage.blocks)} blocks, got {len(mids)} widths"
+                )
+            for b, m in enumerate(mids):
+                _check_int(f"stage {s} block {b} width", int(m) if _is_intlike(m) else m, 0)
+            stages.append(replace(stage, width=int(group_widths[groups[s]]),
+                                  blocks=tuple(int(m) for m in mids if int(m) > 0)))
+        stem = replace(self.stem, width=int(group_widths[0]))
+        return replace(self, stem=stem, stages=tuple(stages))
+
+    def scaled(self, omega: float) -> Architecture:
+        """All widths multiplied by ``omega`` and rounded (minimum 1)."""
+        if not (omega > 0 and math.isfinite(omega)):
+            raise ValueError(f"omega must be a positive finite number, got {omega!r}")
+
+        def sc(c):
+            return max(1, int(round(omega * c)))
+
+        return self.with_widths([sc(c) for c in self.group_widths()],
+                                [[sc(m) for m in mids] for mids in self.block_widths()])
+
+    def _check_stage(self, stage):
+        if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage < self.n_stages:
+            raise ValueError(f"stage must be an int in [0, {self.n_stages - 1}], got {stage!r}")
+
+    def _with_stage(self, s: int, stage: Stage) -> Architecture:
+        stages = list(self.stages)
+        stages[s] = stage
+        return replace(self, stages=tuple(stages))
+
+    # -------------------------------------------------------------- presets
+    @classmethod
+    def minimal(cls, input_shape, n_classes: int, width: int = 16) -> Architecture:
+        """The paper's minimal start net (Fig. 4, "RB-0Net").
+
+        One 3x3 conv, two pooling layers, one dense layer on the flattened
+        features: three stages, no residual blocks yet, one stream width.
+        Images smaller than 4 pixels get fewer pooling layers.
+        """
+        input_shape = _shape3(input_shape)
+        n_pools = 2
+        while n_pools > 0 and min(input_shape[1:]) // (2 ** n_pools) < 1:
+            n_pools -= 1
+        stages = tuple(Stage(width) for _ in range(n_pools + 1))
+        return cls(input_shape, n_classes, Stem(3, width), stages, "flatten")
+
+    @classmethod
+    def resnet18(cls, input_shape, n_classes: int) -> Architecture:
+        """ResNet18's widths and depth (stages 64-128-256-512 x 2 blocks, "RB-R18").
+
+        Small images (shorter side < 64, e.g. 8x8, 28x28, 32x32) get the CIFAR
+        stem (3x3 conv, stride 1); larger images the ImageNet stem (7x7 conv,
+        stride 2, then max-pool). Pooling between stages plus a 1x1 transition
+        conv replaces ResNet's strided projection shortcut. Images too small
+        for three poolings raise ``ValueError``.
+        """
+        input_shape = _shape3(input_shape)
+        stem = Stem(3, 64) if min(input_shape[1:]) < 64 else Stem(7, 64, 2, True)
+        stages = (Stage(64, (64, 64)),) + tuple(
+            Stage(w, (w, w), transition=True) for w in (128, 256, 512)
+        )
+        return cls(input_shape, n_classes, stem, stages, "avg")
+
+    # ------------------------------------------------------------ serialise
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict; :meth:`from_dict` inverts it."""
+        return {
+            "input_shape": list(self.input_shape),
+            "n_classes": self.n_classes,
+            "stem": {"kernel": self.stem.kernel, "width": self.stem.width,
+                     "stride": self.stem.stride, "pool": self.stem.pool},
+            "stages": [{"width": s.width, "blocks": list(s.blocks), "transition": s.transition}
+                       for s in self.stages],
+            "head": self.head,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Architecture:
+        """Build (and validate) a spec from :meth:`to_dict` output."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a dict, got {type(d).__name__}")
+        missing = {"input_shape", "n_classes", "stem", "stages"} - set(d)
+        if missing:
+            raise ValueError(f"architecture dict lacks {sorted(missing)}")
+        try:
+            stem = Stem(**d["stem"])
+            stages = tuple(Stage(s["width"], tuple(s.get("blocks", ())), bool(s.get("transition", False)))
+                           for s in d["stages"])
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"malformed architecture dict: {exc}") from None
+        return cls(tuple(d["input_shape"]), d["n_classes"], stem, stages, d.get("head", "flatten"))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> Architecture:
+        return cls.from_dict(json.loads(text))
+
+    def build(self, generator=None):
+        """A freshly initialised ``torch.nn.Module`` for this spec.
+
+        Parameters
+        ----------
+        generator : torch.Generator, optional
+            Drives the weight init (for reproducible builds).
+        """
+        from .network import ResBuilderNet
+
+        return ResBuilderNet(self, generator=generator)
+
+    # -------------------------------------------------------------- display
+    def summary(self) -> str:
+        """One line: blocks per stage, widths, FLOPs."""
+        parts = []
+        for s, st in enumerate(self.stages):
+            blocks = ",".join(str(m) for m in st.blocks) or "-"
+            parts.append(f"{st.width}[{blocks}]")
+        return (f"stem {self.stem.kernel}x{self.stem.kernel}/{self.stem.width} | "
+                + " > ".join(parts) + f" | {self.head} | {self.flops():,} FLOPs")
+
+    def __str__(self) -> str:
+        rows = [("layer", "kind", "k", "in", "out", "size", "FLOPs", "params")]
+        for L in self.layers():
+            rows.append((L.name, L.kind, f"{L.kernel}x{L.kernel}" if L.kind != "dense" else "",
+                         str(L.in_channels), str(L.out_channels),
+                         f"{L.out_hw[0]}x{L.out_hw[1]}" if L.kind != "dense" else "",
+                         f"{L.flops:,}", f"{L.params:,}"))
+        rows.append(("total", "", "", "", "", "", f"{self.flops():,}", f"{self.n_params():,}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        c, h, w = self.input_shape
+        head = (f"Architecture(input {c}x{h}x{w}, {self.n_classes} classes, "
+                f"{self.n_blocks} blocks, {self.n_stages} stages)")
+        lines = [head]
+        for i, r in enumerate(rows):
+            lines.append("  ".join(x.ljust(widths[j]) if j < 2 else x.rjust(widths[j])
+                                   for j, x in enumerate(r)).rstrip())
+            if i == 0 or i == len(rows) - 2:
+                lines.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
+        return "\n".join(lines)
+
+
+def _is_intlike(v) -> bool:
+    try:
+        return int(v) == v and not isinstance(v, bool)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _shape3(shape) -> tuple[int, int, int]:
+    shape = tuple(int(x) for x in shape)
+    if len(shape) == 2:
+        shape = (1,) + shape
+    if len(shape) != 3:
+        raise ValueError(f"input_shape must be (C, H, W) or (H, W), got {shape!r}")
+    return shape
