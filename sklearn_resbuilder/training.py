@@ -1,0 +1,371 @@
+"""Training one architecture: the skorch trainer and the three variants (paper §4.1).
+
+- :class:`ResBuilderTrainer` -- a skorch ``NeuralNetClassifier`` whose
+  ``get_loss`` adds ``lambda_M G_M + lambda_Lambda G_Lambda`` (paper eq. 5) and
+  whose ``infer`` scales, standardises and (in training) augments each batch on
+  the training device.
+- :func:`train_variants` -- With Reg, No Reg WI and No Reg RI for one
+  architecture, each with early stopping on validation loss (best epoch
+  restored), a wall-clock deadline and a guard against diverging loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+from skorch.utils import to_tensor
+from torch import nn
+from torch.nn import functional as F
+from torchvision.transforms import v2
+
+from .network import ResBuilderNet
+from .regularizers import layer_lasso_penalty, morphnet_penalty
+
+VARIANTS = ("with_reg", "no_reg_wi", "no_reg_ri")
+
+
+# ------------------------------------------------------------------ augmentation
+class BatchAugment(v2.Transform):
+    """Per-sample random shift and horizontal flip of an image batch, on its device.
+
+    torchvision's own ``RandomAffine``/``RandomHorizontalFlip`` draw one set of
+    parameters per call, i.e. the same shift for a whole batch; this transform
+    draws one per image and applies all of them in one ``grid_sample`` call
+    (no Python loop over images). Shifts are up to ``shift`` of the image size,
+    borders repeat the edge pixel (Keras' "nearest" fill, as the paper used).
+
+    Parameters
+    ----------
+    shift : float
+        Maximum shift as a fraction of height/width (paper: 0.1). 0 disables.
+    flip : bool
+        Random horizontal flips with probability 0.5.
+    generator : torch.Generator, optional
+        On the batch's device; makes the augmentation reproducible.
+    """
+
+    def __init__(self, shift: float = 0.1, flip: bool = True, generator=None):
+        super().__init__()
+        self.shift, self.flip, self.generator = float(shift), bool(flip), generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) float
+        if x.ndim != 4 or not (self.shift or self.flip):
+            return x
+        n = x.shape[0]
+        g = self.generator
+        theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+        sx = torch.ones(n, device=x.device, dtype=x.dtype)
+        if self.flip:
+            sx = torch.where(torch.rand(n, device=x.device, generator=g) < 0.5, -sx, sx)
+        theta[:, 0, 0] = sx
+        theta[:, 1, 1] = 1
+        if self.shift:
+            # affine_grid works in [-1, 1] coordinates: a shift of f*size is 2f.
+            t = (torch.rand(n, 2, device=x.device, generator=g) * 2 - 1) * (2 * self.shift)
+            theta[:, :, 2] = t.to(x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def make_augment(augment, device, seed=None):
+    """The batch transform for ``augment`` = True (shift + flip), "shift", "flip" or False."""
+    if augment is False or augment is None:
+        return None
+    if augment is True:
+        shift, flip = 0.1, True
+    elif augment == "shift":
+        shift, flip = 0.1, False
+    elif augment == "flip":
+        shift, flip = 0.0, True
+    else:
+        raise ValueError(f"augment must be True, False, 'shift' or 'flip', got {augment!r}")
+    gen = None
+    if seed is not None:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(seed))
+    return BatchAugment(shift, flip, gen)
+
+
+# ----------------------------------------------------------------- batching
+class TensorBatches:
+    """Batches sliced straight out of a skorch ``Dataset`` holding tensors.
+
+    skorch's default ``DataLoader`` indexes one sample at a time and collates;
+    slicing whole index batches keeps the per-batch cost independent of the
+    batch size. Passed to the trainer as ``iterator_train``/``iterator_valid``.
+    """
+
+    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None):
+        self.X, self.y = dataset.X, dataset.y
+        self.batch_size, self.shuffle, self.generator = int(batch_size), shuffle, generator
+
+    def __len__(self):
+        return math.ceil(len(self.X) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.X)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator)
+        for start in range(0, n, self.batch_size):
+            if self.shuffle:
+                idx = order[start:start + self.batch_size]
+                xb = self.X[idx]
+                yb = self.y[idx] if self.y is not None else torch.zeros(len(idx))
+            else:
+                xb = self.X[start:start + self.batch_size]
+                yb = (self.y[start:start + self.batch_size] if self.y is not None
+                      else torch.zeros(len(xb)))
+            yield xb, yb
+
+
+# ---------------------------------------------------------------- callbacks
+class StopTraining(Callback):
+    """Stops a training at a wall-clock ``deadline`` (checked between epochs)
+    and at the first non-finite training loss, restoring the last good weights.
+
+    Stopping uses skorch's own mechanism (raising ``KeyboardInterrupt``, caught
+    by ``partial_fit``, as ``EarlyStopping`` does). The reason lands in
+    ``net.stop_reason_``: None, "max_time" or "diverged: ...".
+    """
+
+    def __init__(self, deadline: float | None = None):
+        self.deadline = deadline
+
+    def initialize(self):
+        self._good = None
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        net.stop_reason_ = None
+        self._good = copy.deepcopy(net.module_.state_dict())
+
+    def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
+        if training and loss is not None and not torch.isfinite(loss).all():
+            net.stop_reason_ = f"diverged: non-finite training loss in epoch {len(net.history)}"
+            net.module_.load_state_dict(self._good)
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, net, **kwargs):
+        if all(torch.isfinite(p).all() for p in net.module_.parameters()):
+            self._good = copy.deepcopy(net.module_.state_dict())
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            net.stop_reason_ = "max_time"
+            raise KeyboardInterrupt
+
+
+# ------------------------------------------------------------------ trainer
+class ResBuilderTrainer(NeuralNetClassifier):
+    """skorch classifier for a :class:`ResBuilderNet` with ResBuilder's loss (eq. 5).
+
+    ``loss = CE + lambda_Lambda G_Lambda + lambda_M G_M`` during training;
+    validation loss is plain cross entropy (it drives early stopping). L2
+    (lambda_0) is Adam's ``weight_decay``.
+
+    Parameters
+    ----------
+    module : ResBuilderNet
+        Trained in place, from its current weights.
+    morph_strength : float
+        lambda_M, MorphNet's FLOP regularizer strength.
+    lasso_strength : float
+        lambda_Lambda, LayerLasso strength.
+    gamma_threshold : float
+        tau_M, MorphNet's alive threshold on |gamma|.
+    input_mean, input_std : array-like of shape (C,)
+        Per-channel standardisation (computed on the training split).
+    augment : torchvision transform or None
+        Applied to training batches only, after standardisation.
+    **kwargs
+        Passed to ``skorch.NeuralNetClassifier``.
+    """
+
+    def __init__(self, module, *, morph_strength=0.0, lasso_strength=0.0, gamma_threshold=1e-2,
+                 input_mean=None, input_std=None, augment=None, **kwargs):
+        # Set before skorch's __init__: afterwards skorch refuses plain attributes
+        # holding torch modules (the augmentation is a v2.Transform).
+        self.morph_strength = morph_strength
+        self.lasso_strength = lasso_strength
+        self.gamma_threshold = gamma_threshold
+        self.input_mean = input_mean
+        self.input_std = input_std
+        self.augment = augment
+        kwargs.setdefault("criterion", nn.CrossEntropyLoss)
+        kwargs.setdefault("optimizer", torch.optim.Adam)
+        super().__init__(module, **kwargs)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if training and self.morph_strength:
+            reg, _ = morphnet_penalty(self.module_, self.gamma_threshold)
+            loss = loss + self.morph_strength * reg
+        if training and self.lasso_strength:
+            loss = loss + self.lasso_strength * layer_lasso_penalty(self.module_)
+        return loss
+
+    def preprocess(self, x: torch.Tensor, training: bool = False) -> torch.Tensor:
+        """uint8 -> [0, 1], per-channel standardisation, then augmentation in training."""
+        x = to_tensor(x, device=self.device)
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        elif x.dtype != torch.float32:
+            x = x.float()
+        if self.input_mean is not None:
+            c = x.shape[1]
+            mean = torch.as_tensor(self.input_mean, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+            std = torch.as_tensor(self.input_std, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+            x = (x - mean) / std
+        if training and self.augment is not None:
+            x = self.augment(x)
+        return x
+
+    def infer(self, x, **fit_params):
+        return super().infer(self.preprocess(x, training=self.module_.training), **fit_params)
+
+
+# ------------------------------------------------------------ data & config
+@dataclass
+class TrainingData:
+    """Training and validation tensors (uint8 or float32, ``(n, C, H, W)``)."""
+
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_valid: torch.Tensor
+    y_valid: torch.Tensor
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def from_arrays(cls, X_train, y_train, X_valid, y_valid, mean=None, std=None):
+        """Wrap numpy arrays (no copy for C-contiguous input); stats default to the train split's."""
+        if mean is None or std is None:
+            from .data import channel_stats
+
+            mean, std = channel_stats(X_train)
+        t = lambda a, dt=None: torch.as_tensor(np.ascontiguousarray(a), dtype=dt)  # noqa: E731
+        return cls(t(X_train), t(y_train, torch.long), t(X_valid), t(y_valid, torch.long),
+                   np.asarray(mean, np.float32), np.asarray(std, np.float32))
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training (paper §4 defaults)."""
+
+    morph_strength: float = 1e-7
+    lasso_strength: float = 1e-8
+    gamma_threshold: float = 1e-2
+    weight_decay: float = 1e-5
+    lr: float = 1e-3
+    batch_size: int = 128
+    max_epochs: int = 20
+    patience: int = 5
+    augment: object = True
+    device: str = "cpu"
+    deadline: float | None = None  # time.monotonic() value
+    verbose: int = 0
+
+
+@dataclass
+class TrainResult:
+    """One trained variant: the module, its score record and skorch's History."""
+
+    module: ResBuilderNet
+    record: dict
+    history: object = field(repr=False, default=None)
+
+
+def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
+              regularized: bool, seed: int = 0) -> TrainResult:
+    """Train ``module`` (in place) and return its :class:`TrainResult`.
+
+    The record holds ``valid_accuracy`` and ``valid_loss`` of the restored best
+    epoch (evaluated after training), ``train_loss`` of that epoch (including
+    the penalties when ``regularized``), ``epochs`` run, ``seconds`` and
+    ``stopped`` (None, "early_stopping", "max_time" or "diverged: ...").
+    """
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    # NeuralNetClassifier adds its cached 'valid_acc' scoring itself.
+    callbacks = [
+        ("early_stopping", EarlyStopping(monitor="valid_loss", patience=config.patience,
+                                         load_best=True, sink=lambda *a: None)),
+        ("stop", StopTraining(config.deadline)),
+    ]
+    if config.verbose >= 2:
+        callbacks.append(("progress", ProgressBar()))
+    net = ResBuilderTrainer(
+        module,
+        morph_strength=config.morph_strength if regularized else 0.0,
+        lasso_strength=config.lasso_strength if regularized else 0.0,
+        gamma_threshold=config.gamma_threshold,
+        input_mean=data.mean, input_std=data.std,
+        augment=make_augment(config.augment, config.device, seed),
+        lr=config.lr, batch_size=config.batch_size, max_epochs=config.max_epochs,
+        optimizer__weight_decay=config.weight_decay,
+        iterator_train=TensorBatches, iterator_valid=TensorBatches,
+        iterator_train__shuffle=True,
+        iterator_train__generator=torch.Generator().manual_seed(seed),
+        train_split=predefined_split(Dataset(data.X_valid, data.y_valid)),
+        callbacks=callbacks, device=config.device, verbose=0,
+        classes=list(range(module.architecture.n_classes)),
+    )
+    if config.deadline is not None and time.monotonic() >= config.deadline:
+        net.initialize()
+        net.stop_reason_ = "max_time"
+    else:
+        net.fit(Dataset(data.X_train, data.y_train), y=None)
+    record = _score(net, data)
+    epochs = [row for row in net.history if "valid_loss" in row]
+    record["epochs"] = len(epochs)
+    best = min(epochs, key=lambda r: r["valid_loss"]) if epochs else None
+    record["train_loss"] = float(best["train_loss"]) if best else float("nan")
+    stopped = getattr(net, "stop_reason_", None)
+    if stopped is None and len(epochs) < config.max_epochs:
+        stopped = "early_stopping"
+    record["stopped"] = stopped
+    record["seconds"] = time.perf_counter() - t0
+    return TrainResult(net.module_, record, net.history)
+
+
+@torch.no_grad()
+def _score(net: ResBuilderTrainer, data: TrainingData) -> dict:
+    """Validation loss and accuracy of the trainer's current module."""
+    net.module_.eval()
+    logits = torch.cat([net.infer(xb) for xb, _ in
+                        TensorBatches(Dataset(data.X_valid, None), batch_size=512)])
+    y = data.y_valid.to(logits.device)
+    loss = float(F.cross_entropy(logits.float(), y))
+    acc = float((logits.argmax(1) == y).float().mean())
+    return {"valid_accuracy": acc, "valid_loss": loss}
+
+
+def train_variants(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
+                   seed: int = 0, variants=VARIANTS) -> dict:
+    """Train one architecture the paper's three ways (§4.1).
+
+    - ``with_reg``: from ``module``'s weights (a copy), both penalties on;
+    - ``no_reg_wi``: from the With Reg result, penalties off;
+    - ``no_reg_ri``: fresh init of the same architecture, penalties off.
+
+    Returns ``{variant: TrainResult}`` in that order. ``module`` is not modified.
+    """
+    results = {}
+    if "with_reg" in variants or "no_reg_wi" in variants:
+        start = copy.deepcopy(module)
+        results["with_reg"] = train_one(start, data, config, regularized=True, seed=seed)
+    if "no_reg_wi" in variants:
+        wi = copy.deepcopy(results["with_reg"].module)
+        results["no_reg_wi"] = train_one(wi, data, config, regularized=False, seed=seed + 1)
+    if "no_reg_ri" in variants:
+        gen = torch.Generator().manual_seed(seed + 2)
+        fresh = ResBuilderNet(module.architecture, generator=gen).to(next(module.parameters()).device)
+        results["no_reg_ri"] = train_one(fresh, data, config, regularized=False, seed=seed + 2)
+    return {v: results[v] for v in VARIANTS if v in results}
