@@ -1,7 +1,8 @@
 """sklearn_resbuilder: ResBuilder neural architecture search as a scikit-learn estimator."""
 
 from .architecture import Architecture, Stage, Stem
+from .estimator import ResBuilderClassifier
 
 __version__ = "0.1.0"
 
-__all__ = ["Architecture", "Stage", "Stem", "__version__"]
+__all__ = ["Architecture", "ResBuilderClassifier", "Stage", "Stem", "__version__"]

@@ -163,6 +163,21 @@ class StopTraining(Callback):
 
 
 # ------------------------------------------------------------------ trainer
+def prepare_batch(x, mean=None, std=None, device="cpu") -> torch.Tensor:
+    """A batch as the network sees it: on ``device``, float32, uint8 scaled to
+    [0, 1], then standardised per channel with ``mean``/``std`` (shape (C,))."""
+    x = to_tensor(x, device=device)
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+    elif x.dtype != torch.float32:
+        x = x.float()
+    if mean is not None:
+        shape = (1, x.shape[1], 1, 1)
+        x = (x - torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)) \
+            / torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
+    return x
+
+
 class ResBuilderTrainer(NeuralNetClassifier):
     """skorch classifier for a :class:`ResBuilderNet` with ResBuilder's loss (eq. 5).
 
@@ -211,18 +226,9 @@ class ResBuilderTrainer(NeuralNetClassifier):
             loss = loss + self.lasso_strength * layer_lasso_penalty(self.module_)
         return loss
 
-    def preprocess(self, x: torch.Tensor, training: bool = False) -> torch.Tensor:
-        """uint8 -> [0, 1], per-channel standardisation, then augmentation in training."""
-        x = to_tensor(x, device=self.device)
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
-        elif x.dtype != torch.float32:
-            x = x.float()
-        if self.input_mean is not None:
-            c = x.shape[1]
-            mean = torch.as_tensor(self.input_mean, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
-            std = torch.as_tensor(self.input_std, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
-            x = (x - mean) / std
+    def preprocess(self, x, training: bool = False) -> torch.Tensor:
+        """:func:`prepare_batch`, then augmentation in training."""
+        x = prepare_batch(x, self.input_mean, self.input_std, self.device)
         if training and self.augment is not None:
             x = self.augment(x)
         return x

@@ -1,0 +1,305 @@
+"""``ResBuilderClassifier``: the ResBuilder search behind scikit-learn's classifier API."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_feature_names, check_is_fitted, column_or_1d
+
+from .architecture import Architecture
+from .data import channel_stats, check_labels, check_same_shape, to_images, validation_split
+from .search import SearchConfig, TqdmProgress, run_search
+from .training import TrainConfig, TrainingData, prepare_batch
+
+
+def resolve_device(device) -> str:
+    """``"auto"`` -> ``"cuda"`` when CUDA is available, else ``"cpu"``.
+
+    ``"auto"`` respects ``CUDA_VISIBLE_DEVICES`` (it picks the first visible GPU).
+    """
+    device = str(device)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available on this machine; "
+                         "use device='cpu' or 'auto'")
+    return device
+
+
+class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
+    """Image classifier that searches a ResNet architecture within a FLOP budget.
+
+    ResBuilder (Burghoff et al.): starting from a minimal net or ResNet18, insert
+    near-identity residual blocks at random places, delete blocks that a
+    LayerLasso drove to nothing, and let MorphNet's FLOP regularizer resize
+    channel widths to the budget. Every visited architecture is trained three
+    ways; the best No Reg network within ``flop_budget`` on a validation split
+    carved from the training data is kept.
+
+    Parameters
+    ----------
+    flop_budget : float, default=1e8
+        zeta: FLOPs per image the final network may use (conv + dense,
+        ``2 k^2 H W c_in c_out`` per conv).
+    start : {"minimal", "resnet18"} or Architecture, default="minimal"
+        Start network: the paper's minimal net (RB-0Net), ResNet18 (RB-R18) or
+        any spec with this data's input shape and classes.
+    n_insertions : int, default=4
+        n_Lambda: block insertions before each MorphNet step.
+    n_morph_steps : int, default=7
+        n_M: MorphNet steps.
+    morph_strength : float, default=1e-7
+        lambda_M: MorphNet FLOP regularizer strength.
+    lasso_strength : float, default=1e-8
+        lambda_Lambda: LayerLasso strength.
+    lasso_threshold : float, default=1e-3
+        tau_Lambda: blocks scoring below it are deleted.
+    gamma_threshold : float, default=1e-2
+        tau_M: a channel is alive when its BN |gamma| exceeds it.
+    weight_decay : float, default=1e-5
+        lambda_0: L2 regularization (Adam's weight decay).
+    lr : float, default=1e-3
+        Adam learning rate.
+    batch_size : int, default=128
+    max_epochs : int, default=20
+        Epochs per training (early stopping on validation loss may stop sooner).
+    augment : bool or {"shift", "flip"}, default=True
+        Training augmentation: True = 10 % random shifts and horizontal flips
+        (the paper's), "shift" or "flip" alone, False none.
+    validation_fraction : float, default=0.1
+        Stratified share of the training data that selects the architecture.
+    image_shape : tuple, default=None
+        How flat rows ``(n, D)`` become images: ``(H, W)``, ``(C, H, W)`` or
+        ``(H, W, C)``, one entry may be -1. None infers a square (1 channel) or
+        3 x a square (RGB, channel-last).
+    device : str, default="auto"
+        "auto" (CUDA when available), "cpu" or "cuda[:i]".
+    max_time : float, default=None
+        Wall-clock limit of the search in seconds, checked between epochs; the
+        best network found so far is kept.
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+        0 silent, 1 a progress bar and a line per architecture, 2 also a bar
+        per training.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+        Values per image, ``C * H * W``.
+    input_shape_ : tuple
+        ``(C, H, W)`` of the training images.
+    best_architecture_ : Architecture
+        The chosen network; ``best_architecture_.flops() <= flop_budget``.
+    best_step_ : int
+        Its index in ``history_``.
+    best_variant_ : {"no_reg_wi", "no_reg_ri"}
+    best_score_ : float
+        Its validation accuracy.
+    history_ : list of dict
+        One JSON-serialisable record per visited architecture.
+    module_ : torch.nn.Module
+        The trained best network (on CPU), without preprocessing.
+    input_mean_, input_std_ : ndarray of shape (C,)
+        Standardisation applied before ``module_`` (after uint8 -> [0, 1]).
+    search_time_ : float
+        Seconds spent in the search.
+    stopped_ : str or None
+        Why the search ended early ("max_time", ...), None if it ran out.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = ResBuilderClassifier(flop_budget=2e5, n_morph_steps=1, n_insertions=1,
+    ...                            max_epochs=2, random_state=0).fit(X, y)
+    >>> clf.best_architecture_.flops() <= 2e5
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "flop_budget": [Interval(Real, 0, None, closed="neither")],
+        "start": [StrOptions({"minimal", "resnet18"}), Architecture],
+        "n_insertions": [Interval(Integral, 0, None, closed="left")],
+        "n_morph_steps": [Interval(Integral, 0, None, closed="left")],
+        "morph_strength": [Interval(Real, 0, None, closed="left")],
+        "lasso_strength": [Interval(Real, 0, None, closed="left")],
+        "lasso_threshold": [Interval(Real, 0, None, closed="left")],
+        "gamma_threshold": [Interval(Real, 0, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "augment": ["boolean", StrOptions({"shift", "flip"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "image_shape": [tuple, list, None],
+        "device": [str, torch.device],
+        "max_time": [Interval(Real, 0, None, closed="neither"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, flop_budget=1e8, start="minimal", n_insertions=4, n_morph_steps=7,
+                 morph_strength=1e-7, lasso_strength=1e-8, lasso_threshold=1e-3,
+                 gamma_threshold=1e-2, weight_decay=1e-5, lr=1e-3, batch_size=128,
+                 max_epochs=20, augment=True, validation_fraction=0.1, image_shape=None,
+                 device="auto", max_time=None, random_state=None, verbose=0):
+        self.flop_budget = flop_budget
+        self.start = start
+        self.n_insertions = n_insertions
+        self.n_morph_steps = n_morph_steps
+        self.morph_strength = morph_strength
+        self.lasso_strength = lasso_strength
+        self.lasso_threshold = lasso_threshold
+        self.gamma_threshold = gamma_threshold
+        self.weight_decay = weight_decay
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.augment = augment
+        self.validation_fraction = validation_fraction
+        self.image_shape = image_shape
+        self.device = device
+        self.max_time = max_time
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y):
+        """Search an architecture on ``(X, y)`` and keep the best trained network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, D), (n, H, W), (n, H, W, C) or (n, C, H, W)
+            Images; uint8 (0-255) or floats. Flat rows need a square width, 3 x
+            a square, or ``image_shape``.
+        y : array-like of shape (n,)
+            Labels of any type.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        _check_feature_names(self, X, reset=True)
+        images, input_shape = to_images(X, self.image_shape)
+        if y is None:
+            raise ValueError("y is required: ResBuilderClassifier is a supervised classifier")
+        y = column_or_1d(np.asarray(y) if not hasattr(y, "iloc") else y, warn=True)
+        classes, y_enc = check_labels(y, len(images))
+        device = resolve_device(self.device)
+        start = self._start_architecture(input_shape, len(classes))
+        # Fail before training if even the narrowest start net exceeds the budget.
+        narrow = start.remove_blocks(start.block_ids()).scaled(1e-9)
+        if narrow.flops() > self.flop_budget:
+            raise ValueError(
+                f"flop_budget={self.flop_budget:,.0f} is below the smallest network for "
+                f"{input_shape} images ({narrow.flops():,} FLOPs: no blocks, every width 1)")
+        rs = check_random_state(self.random_state)
+        seed = int(rs.randint(2**31 - 1))
+        train_idx, valid_idx = validation_split(y_enc, self.validation_fraction, seed,
+                                                classes=classes)
+        mean, std = channel_stats(images[train_idx])
+        data = TrainingData.from_arrays(images[train_idx], y_enc[train_idx],
+                                        images[valid_idx], y_enc[valid_idx], mean, std)
+        config = SearchConfig(
+            flop_budget=float(self.flop_budget), n_insertions=self.n_insertions,
+            n_morph_steps=self.n_morph_steps, lasso_threshold=self.lasso_threshold,
+            max_time=self.max_time,
+            train=TrainConfig(
+                morph_strength=self.morph_strength, lasso_strength=self.lasso_strength,
+                gamma_threshold=self.gamma_threshold, weight_decay=self.weight_decay,
+                lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
+                augment=self.augment, device=device, verbose=self.verbose))
+        callbacks = [TqdmProgress()] if self.verbose else []
+        result = run_search(start, data, config, seed=seed, callbacks=callbacks)
+        if result.best_module is None:
+            raise RuntimeError(  # run_search guarantees a result; this is a bug
+                "the search produced no network within the budget")
+        self.classes_ = classes
+        self.input_shape_ = input_shape
+        self.n_features_in_ = int(math.prod(input_shape))
+        self._image_shape_ = self.image_shape
+        self.input_mean_, self.input_std_ = mean, std
+        self.module_ = result.best_module.cpu().eval()
+        self.best_architecture_ = result.best_architecture
+        self.best_step_ = result.best_step
+        self.best_variant_ = result.best_variant
+        self.best_score_ = result.best_score
+        self.history_ = result.history
+        self.search_time_ = result.search_time
+        self.stopped_ = result.stopped
+        return self
+
+    def _start_architecture(self, input_shape, n_classes) -> Architecture:
+        if isinstance(self.start, Architecture):
+            if (self.start.input_shape != tuple(input_shape)
+                    or self.start.n_classes != n_classes):
+                raise ValueError(
+                    f"start architecture is for input {self.start.input_shape} and "
+                    f"{self.start.n_classes} classes, but the data has {input_shape} "
+                    f"images and {n_classes} classes")
+            return self.start
+        if self.start == "resnet18":
+            return Architecture.resnet18(input_shape, n_classes)
+        return Architecture.minimal(input_shape, n_classes)
+
+    # -------------------------------------------------------------- predict
+    def _images(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        _check_feature_names(self, X, reset=False)
+        arr = X if hasattr(X, "shape") else np.asarray(X)
+        if getattr(arr, "ndim", 0) == 2 and arr.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {arr.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input")
+        images, shape = to_images(X, self._image_shape_)
+        check_same_shape(shape, self.input_shape_)
+        return images
+
+    def _predict_device(self) -> str:
+        # A model fitted on a GPU predicts on a CPU-only machine.
+        want = str(self.device)
+        if (want == "auto" or want.startswith("cuda")) and torch.cuda.is_available():
+            return "cuda" if want == "auto" else want
+        return "cpu"
+
+    @torch.no_grad()
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n, n_classes)``, columns in ``classes_`` order."""
+        images = self._images(X)
+        device = self._predict_device()
+        module = self.module_.to(device).eval()
+        out = []
+        for start in range(0, len(images), 512):
+            xb = prepare_batch(images[start:start + 512], self.input_mean_, self.input_std_, device)
+            out.append(torch.softmax(module(xb).float(), dim=1).cpu())
+        self.module_.cpu()
+        return torch.cat(out).numpy().astype(np.float64)
+
+    def predict(self, X):
+        """Predicted labels (from ``classes_``)."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # ------------------------------------------------------------ sklearn glue
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.non_deterministic = self._predict_device() != "cpu"
+        return tags
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        module = state.get("module_")
+        if module is not None and next(module.parameters()).device.type != "cpu":
+            # Pickles hold CPU weights: a GPU-fitted model loads without CUDA.
+            state["module_"] = copy.deepcopy(module).cpu()
+        return state

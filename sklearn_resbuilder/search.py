@@ -1,0 +1,319 @@
+"""The ResBuilder search (paper Fig. 3): random in, greedy out, MorphNet to the budget.
+
+For each of ``n_morph_steps`` (n_M):
+
+1. ``n_insertions`` (n_Lambda) times: insert a near-identity block at a random
+   place ("random in", §3.3: a uniform stage, then a uniform position in it,
+   directly after the pooling layer allowed), train With Reg from the current
+   weights, then delete every block whose LayerLasso score is under tau_Lambda
+   ("greedy out", eq. 6);
+2. the MorphNet step (Alg. 1): widths := alive channels, then scaled by the
+   largest omega with ``FLOPs <= flop_budget``; blocks whose width reaches 0
+   disappear.
+
+Every architecture visited is trained three ways (With Reg, No Reg WI, No Reg
+RI); the best No Reg network within the budget, by validation accuracy, is the
+result.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from .architecture import Architecture
+from .flops import largest_omega
+from .network import ResBuilderNet, insert_block, remove_blocks, resize
+from .regularizers import alive_widths, block_scores
+from .training import TrainConfig, TrainingData, train_variants
+
+NO_REG = ("no_reg_wi", "no_reg_ri")
+
+
+@dataclass
+class SearchConfig:
+    """Settings of the search loop (paper §4.1 defaults); training ones in ``train``."""
+
+    flop_budget: float = 1e8
+    n_insertions: int = 4
+    n_morph_steps: int = 7
+    lasso_threshold: float = 1e-3
+    max_time: float | None = None
+    max_redraws: int = 50
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class SearchResult:
+    """What a search returns: the best network and the whole history."""
+
+    best_architecture: Architecture | None
+    best_module: ResBuilderNet | None
+    best_step: int | None
+    best_variant: str | None
+    best_score: float | None
+    history: list
+    search_time: float
+    stopped: str | None = None
+
+
+class SearchCallback:
+    """Progress hooks of :func:`run_search`; override what you need."""
+
+    def on_search_begin(self, total: int) -> None:
+        """``total``: the number of architectures the full loop plans to train."""
+
+    def on_record(self, record: dict) -> None:
+        """Called after each architecture is recorded in the history."""
+
+    def on_search_end(self, result: SearchResult) -> None:
+        """Called once with the result."""
+
+
+class TqdmProgress(SearchCallback):
+    """One tqdm bar for the whole search plus a line per trained architecture."""
+
+    def __init__(self, file=None):
+        self.file = file
+
+    def on_search_begin(self, total):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc="ResBuilder", unit="arch", file=self.file)
+
+    def on_record(self, record):
+        self.bar.write(format_record(record), file=self.file)
+        self.bar.update(1)
+
+    def on_search_end(self, result):
+        self.bar.close()
+
+
+def format_record(r: dict) -> str:
+    """One line: step, operation, blocks, FLOPs and each variant's accuracy."""
+    accs = " ".join(f"{v}={s['valid_accuracy']:.4f}" for v, s in r["scores"].items())
+    extra = f" omega={r['omega']:.3g}" if r.get("omega") is not None else ""
+    if r.get("removed_blocks"):
+        extra += f" removed={r['removed_blocks']}"
+    if r.get("collapsed"):
+        extra += f" COLLAPSED ({r['collapsed']})"
+    return (f"step {r['step']:3d} {r['operation']:<6} blocks={r['n_blocks']:<2d} "
+            f"FLOPs={r['flops']:,}{extra} {accs} ({r['seconds']:.1f}s)")
+
+
+def _clean(x):
+    """Floats for JSON: NaN/inf -> None."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+class _Search:
+    """State of one run; :func:`run_search` is the public entry point."""
+
+    def __init__(self, start: Architecture, data: TrainingData, config: SearchConfig,
+                 seed, callbacks):
+        self.config = config
+        self.data = data
+        self.rng = np.random.default_rng(seed)
+        self.callbacks = list(callbacks)
+        self.t0 = time.monotonic()
+        self.deadline = None if config.max_time is None else self.t0 + float(config.max_time)
+        self.train_config = replace(config.train, deadline=self.deadline)
+        self.history: list[dict] = []
+        self.visited: set[Architecture] = set()
+        self.best = None  # (accuracy, -flops, step, variant, module)
+        self.current = ResBuilderNet(start, generator=self._torch_gen()).to(config.train.device)
+        self.stopped = None
+
+    # ---------------------------------------------------------------- helpers
+    def _torch_gen(self) -> torch.Generator:
+        return torch.Generator().manual_seed(int(self.rng.integers(2**31 - 1)))
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _collapse_reason(self, results) -> str | None:
+        wr = results.get("with_reg")
+        if wr is None:
+            return None
+        stopped = wr.record.get("stopped") or ""
+        if stopped.startswith("diverged"):
+            return stopped
+        groups, _ = alive_widths(wr.module, self.train_config.gamma_threshold)
+        if min(groups) == 0:
+            return "all channels of a stream died (|gamma| <= gamma_threshold)"
+        return None
+
+    def visit(self, net: ResBuilderNet, operation: str, *, omega=None, removed=(),
+              inserted=None) -> bool:
+        """Train ``net``'s architecture three ways, record it, move the search on.
+
+        Returns False on collapse (the search stays at the previous network).
+        """
+        t = time.perf_counter()
+        arch = net.architecture
+        self.visited.add(arch)
+        seed = int(self.rng.integers(2**31 - 1))
+        results = train_variants(net, self.data, self.train_config, seed=seed)
+        collapsed = self._collapse_reason(results)
+        step = len(self.history)
+        flops = arch.flops()
+        record = {
+            "step": step,
+            "operation": operation,
+            "architecture": arch.to_dict(),
+            "n_blocks": arch.n_blocks,
+            "flops": flops,
+            "n_params": arch.n_params(),
+            "within_budget": flops <= self.config.flop_budget,
+            "omega": omega,
+            "removed_blocks": [list(b) for b in removed],
+            "inserted_at": list(inserted) if inserted is not None else None,
+            "collapsed": collapsed,
+            "seconds": 0.0,
+            "scores": {v: {k: _clean(val) for k, val in r.record.items()}
+                       for v, r in results.items()},
+        }
+        if collapsed is None:
+            self.current = results["with_reg"].module
+            if record["within_budget"]:
+                for v in NO_REG:
+                    self._offer(results[v], step, v, flops)
+        record["seconds"] = time.perf_counter() - t
+        self.history.append(record)
+        for cb in self.callbacks:
+            cb.on_record(record)
+        return collapsed is None
+
+    def _offer(self, result, step, variant, flops):
+        key = (result.record["valid_accuracy"], -flops)
+        if self.best is None or key > self.best[0]:
+            self.best = (key, step, variant, copy.deepcopy(result.module))
+
+    # ------------------------------------------------------------ operations
+    def insert(self) -> bool:
+        """Random in (§3.3); False if no unvisited insertion was found."""
+        arch = self.current.architecture
+        for _ in range(self.config.max_redraws):
+            stage = int(self.rng.integers(arch.n_stages))
+            position = int(self.rng.integers(len(arch.stages[stage].blocks) + 1))
+            if arch.insert_block(stage, position) not in self.visited:
+                break
+        else:
+            return False
+        net = insert_block(self.current, stage, position, generator=self._torch_gen())
+        return self.visit(net, "insert", inserted=(stage, position))
+
+    def greedy_out(self) -> None:
+        """Delete every block scoring under tau_Lambda (eq. 6)."""
+        scores = block_scores(self.current)
+        drop = [sb for sb, s in scores.items() if s < self.config.lasso_threshold]
+        if drop and not self.out_of_time():
+            self.visit(remove_blocks(self.current, drop), "remove", removed=drop)
+
+    def morph(self) -> None:
+        """MorphNet step (Alg. 1): alive widths, then the largest omega within budget."""
+        net = self.current
+        groups, mids = alive_widths(net, self.train_config.gamma_threshold)
+        dead = [(s, b) for s, ms in enumerate(mids) for b, m in enumerate(ms) if m == 0]
+        if dead:
+            net = remove_blocks(net, dead)
+            mids = [[m for m in ms if m > 0] for ms in mids]
+        alive_arch = net.architecture.with_widths(groups, mids)
+        try:
+            omega, target = largest_omega(alive_arch, self.config.flop_budget)
+        except ValueError:
+            # Too deep for the budget even at width 1: drop the weakest blocks.
+            net, alive_arch, extra = _shallower_for_budget(net, alive_arch, self.config.flop_budget)
+            dead += extra
+            omega, target = largest_omega(alive_arch, self.config.flop_budget)
+        net = resize(net, target, generator=self._torch_gen())
+        self.visit(net, "morph", omega=float(omega), removed=dead)
+
+    def result(self) -> SearchResult:
+        if self.best is None:
+            return SearchResult(None, None, None, None, None, self.history,
+                                time.monotonic() - self.t0, self.stopped)
+        (acc, _), step, variant, module = self.best
+        return SearchResult(module.architecture, module, step, variant, acc, self.history,
+                            time.monotonic() - self.t0, self.stopped)
+
+
+def _shallower_for_budget(net, alive_arch, budget):
+    """Remove lowest-scoring blocks until the narrowest net fits ``budget``."""
+    scores = block_scores(net)
+    removed = []
+    arch = alive_arch
+    for sb in sorted(scores, key=scores.get):
+        if arch.scaled(1e-9).flops() <= budget:
+            break
+        removed.append(sb)
+        arch = alive_arch.remove_blocks(removed)
+    if arch.scaled(1e-9).flops() > budget:
+        raise ValueError(
+            f"flop_budget {budget:,.0f} is below the smallest network of this shape "
+            f"({arch.scaled(1e-9).flops():,} FLOPs with no blocks and every width 1)")
+    return remove_blocks(net, removed), arch, removed
+
+
+def run_search(start: Architecture, data: TrainingData, config: SearchConfig | None = None, *,
+               seed: int | None = 0, callbacks=()) -> SearchResult:
+    """Run the ResBuilder search from ``start`` on ``data``.
+
+    Parameters
+    ----------
+    start : Architecture
+        The start network: ``Architecture.minimal`` (RB-0Net),
+        ``Architecture.resnet18`` (RB-R18) or any spec.
+    data : TrainingData
+        Training and validation split; the validation split selects the best
+        architecture (test data never enters the search).
+    config : SearchConfig
+    seed : int or None
+        Drives every random choice (insertions, inits, shuffling, augmentation).
+    callbacks : list of SearchCallback
+
+    Returns
+    -------
+    SearchResult
+        The best No Reg network with ``FLOPs <= flop_budget`` (ties: fewer
+        FLOPs), its step/variant/validation accuracy, and the history. The search
+        ends with an extra MorphNet step when nothing visited fits the budget,
+        so the result never exceeds it. ``max_time`` stops the search between
+        epochs; every finished record is kept.
+    """
+    config = config or SearchConfig()
+    s = _Search(start, data, config, seed, callbacks)
+    total = 1 + config.n_morph_steps * (config.n_insertions + 1)
+    for cb in s.callbacks:
+        cb.on_search_begin(total)
+    s.visit(s.current, "start")
+    if s.history[-1]["collapsed"]:
+        s.stopped = "collapsed at start"
+    for _ in range(config.n_morph_steps):
+        if s.stopped:
+            break
+        for _ in range(config.n_insertions):
+            if s.out_of_time():
+                break
+            if s.insert():
+                s.greedy_out()
+        if s.out_of_time():
+            s.stopped = "max_time"
+            break
+        s.morph()
+    if s.out_of_time() and s.stopped is None:
+        s.stopped = "max_time"
+    if s.best is None and s.history:
+        # Nothing within budget yet: one more MorphNet step makes it fit.
+        s.morph()
+    result = s.result()
+    for cb in s.callbacks:
+        cb.on_search_end(result)
+    return result
