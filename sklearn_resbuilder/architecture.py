@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Sequence
 
@@ -73,7 +74,15 @@ class Layer:
     out_group: object = None
 
 
+def _as_int(value):
+    """numpy/other integers -> int; anything else unchanged (validated later)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
 def _check_int(name: str, value, minimum: int) -> int:
+    value = _as_int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {value!r}")
     if value < minimum:
@@ -116,12 +125,16 @@ class Architecture:
 
     def __post_init__(self):
         # Normalise lists (e.g. from JSON) to tuples so specs stay hashable.
-        object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        object.__setattr__(self, "input_shape", tuple(_as_int(v) for v in self.input_shape))
+        object.__setattr__(self, "n_classes", _as_int(self.n_classes))
+        object.__setattr__(self, "stem", replace(
+            self.stem, kernel=_as_int(self.stem.kernel), width=_as_int(self.stem.width),
+            stride=_as_int(self.stem.stride)))
         object.__setattr__(
             self,
             "stages",
             tuple(
-                replace(s, blocks=tuple(s.blocks)) if not isinstance(s.blocks, tuple) else s
+                replace(s, width=_as_int(s.width), blocks=tuple(_as_int(m) for m in s.blocks))
                 for s in self.stages
             ),
         )
@@ -276,6 +289,7 @@ class Architecture:
         ``len(blocks)`` appends. ``width`` (middle width) defaults to the stream
         width.
         """
+        stage, position = _as_int(stage), _as_int(position)
         self._check_stage(stage)
         blocks = self.stages[stage].blocks
         if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= len(blocks):
@@ -283,7 +297,7 @@ class Architecture:
                 f"position must be an int in [0, {len(blocks)}] for stage {stage}, got {position!r}"
             )
         width = self.stages[stage].width if width is None else width
-        _check_int("block width", width, 1)
+        width = _check_int("block width", width, 1)
         new_blocks = blocks[:position] + (width,) + blocks[position:]
         return self._with_stage(stage, replace(self.stages[stage], blocks=new_blocks))
 

@@ -234,7 +234,7 @@ def insert_block(net: ResBuilderNet, stage: int, position: int, *,
     """A new module with a near-identity block at ``position`` of ``stage``.
 
     The new block's convs get the usual fresh init; its last BN's gamma is
-    random in ``gamma_scale * [0.5, 1.0)``, so the branch adds ~1 % of a
+    random in ``gamma_scale * [0.25, 0.75)``, so the branch adds ~1 % of a
     normalised activation (BN cancels any conv scale, DESIGN.md §3.1). Not zero:
     with the ReLU after that BN, gamma = beta = 0 would give the block no
     gradient at all.
@@ -249,7 +249,7 @@ def insert_block(net: ResBuilderNet, stage: int, position: int, *,
     with torch.no_grad():
         bn2 = new.block(stage, position).bn2
         u = torch.rand(bn2.weight.shape, generator=generator).to(device)
-        bn2.weight.copy_(gamma_scale * (0.5 + 0.5 * u))
+        bn2.weight.copy_(gamma_scale * (0.25 + 0.5 * u))
     return new
 
 
