@@ -222,8 +222,11 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         callbacks = [TqdmProgress()] if self.verbose else []
         result = run_search(start, data, config, seed=seed, callbacks=callbacks)
         if result.best_module is None:
-            raise RuntimeError(  # run_search guarantees a result; this is a bug
-                "the search produced no network within the budget")
+            self.history_ = result.history  # keep the finished records for inspection
+            raise RuntimeError(
+                "every training of the search collapsed (diverging loss or all channels "
+                f"of a stream dead; see the {len(result.history)} records of the search): "
+                "lower morph_strength, lasso_strength or lr")
         self.classes_ = classes
         self.input_shape_ = input_shape
         self.n_features_in_ = int(math.prod(input_shape))

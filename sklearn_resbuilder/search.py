@@ -230,8 +230,12 @@ class _Search:
             omega, target = largest_omega(alive_arch, self.config.flop_budget)
         except ValueError:
             # Too deep for the budget even at width 1: drop the weakest blocks.
+            # extra is numbered after the dead blocks left; report old numbers.
+            gone = set(dead)
+            survivors = [sb for sb in self.current.architecture.block_ids() if sb not in gone]
+            back = dict(zip(net.architecture.block_ids(), survivors))
             net, alive_arch, extra = _shallower_for_budget(net, alive_arch, self.config.flop_budget)
-            dead += extra
+            dead = sorted(dead + [back[sb] for sb in extra])
             omega, target = largest_omega(alive_arch, self.config.flop_budget)
         net = resize(net, target, generator=self._torch_gen())
         self.visit(net, "morph", omega=float(omega), removed=dead)

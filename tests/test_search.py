@@ -1,0 +1,524 @@
+"""The search loop (issue #4): random in, greedy out, MorphNet to the budget.
+
+Most tests replace :func:`sklearn_resbuilder.search.train_variants` with a fake
+(:class:`FakeTrainer`) that returns the network unchanged (or changed the way a
+test scripts it) together with scripted scores. That makes hundreds of search
+steps cost milliseconds and lets a test decide what "training" did. The few
+tests that need real training (``max_time``, seed determinism, the record
+format) run tiny searches on a subset of sklearn's 8x8 digits.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from sklearn_resbuilder import search as search_mod
+from sklearn_resbuilder.architecture import Architecture
+from sklearn_resbuilder.search import (
+    SearchCallback,
+    SearchConfig,
+    TqdmProgress,
+    _Search,
+    format_record,
+    run_search,
+)
+from sklearn_resbuilder.training import VARIANTS, TrainConfig, TrainingData, TrainResult
+
+NO_REG = ("no_reg_wi", "no_reg_ri")
+SHAPE = (1, 8, 8)
+MINIMAL = Architecture.minimal(SHAPE, 10)  # 3 stages (8x8, 4x4, 2x2), no blocks
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny convs: one thread is faster than two on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32).reshape(-1, *SHAPE)
+    p = np.random.default_rng(0).permutation(len(X))
+    tr, va = p[:500], p[500:700]
+    return TrainingData.from_arrays(X[tr], y[tr], X[va], y[va])
+
+
+# ------------------------------------------------------------------ the fake
+class FakeTrainer:
+    """Stands in for ``train_variants``: no training, scripted outcomes.
+
+    Call ``i`` (== the history step it produces) returns, for every variant, a
+    :class:`TrainResult` whose record has the keys the real one has. The
+    With Reg module is a copy of the input, optionally changed by
+    ``mutate(i, module)``; ``scores(i, arch)`` gives each variant's
+    validation accuracy; ``stopped(i)`` the With Reg ``stopped`` field.
+    """
+
+    def __init__(self, scores=None, mutate=None, stopped=None):
+        self.scores, self.mutate, self.stopped = scores, mutate, stopped
+        self.calls = []  # architecture trained at each call
+
+    def __call__(self, module, data, config, *, seed=0, variants=VARIANTS):
+        i = len(self.calls)
+        arch = module.architecture
+        self.calls.append(arch)
+        wr = copy.deepcopy(module)
+        if self.mutate is not None:
+            with torch.no_grad():
+                self.mutate(i, wr)
+        accs = self.scores(i, arch) if self.scores else {v: 0.5 for v in VARIANTS}
+        out = {}
+        for v in VARIANTS:
+            record = {"valid_accuracy": float(accs[v]), "valid_loss": 1.0 - accs[v],
+                      "train_loss": 1.0, "epochs": 1, "seconds": 0.0, "stopped": None}
+            mod = wr if v != "no_reg_ri" else copy.deepcopy(module)
+            out[v] = TrainResult(mod, record)
+        if self.stopped is not None:
+            out["with_reg"].record["stopped"] = self.stopped(i)
+        return out
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Install a FakeTrainer; tests configure it through its attributes."""
+    f = FakeTrainer()
+    monkeypatch.setattr(search_mod, "train_variants", f)
+    return f
+
+
+def config(**kw):
+    train = kw.pop("train", None) or TrainConfig(max_epochs=1, augment=False)
+    kw.setdefault("flop_budget", 2e5)
+    kw.setdefault("n_insertions", 2)
+    kw.setdefault("n_morph_steps", 1)
+    return SearchConfig(train=train, **kw)
+
+
+def arch_of(record) -> Architecture:
+    return Architecture.from_dict(record["architecture"])
+
+
+def parent_of(history, i) -> dict:
+    """The record the search continued from at step ``i``: the last one before
+    it that did not collapse."""
+    return next(r for r in reversed(history[:i]) if not r["collapsed"])
+
+
+def strip_seconds(x):
+    """``x`` without any 'seconds' entry, recursively (wall times differ)."""
+    if isinstance(x, dict):
+        return {k: strip_seconds(v) for k, v in x.items() if k != "seconds"}
+    if isinstance(x, list):
+        return [strip_seconds(v) for v in x]
+    return x
+
+
+# --------------------------------------------------------- insertion positions
+@pytest.mark.parametrize("start", [
+    MINIMAL,
+    MINIMAL.insert_block(0, 0).insert_block(1, 0).insert_block(2, 0),
+], ids=["minimal", "one-block-per-stage"])
+def test_insertion_positions_uniform_over_stages(fake, digits, start):
+    """Random in (§3.3): a uniform stage, then a uniform position in it;
+    position 0 (directly after the stem/pooling) allowed, never outside the
+    stage (before the stem or after the head)."""
+    s = _Search(start, digits, config(), seed=0, callbacks=())
+    start_net = s.current
+    n = 300
+    stages, positions = Counter(), Counter()
+    for _ in range(n):
+        s.current, s.visited = start_net, set()  # every draw from `start`
+        assert s.insert()
+        rec = s.history[-1]
+        assert rec["operation"] == "insert"
+        stage, pos = rec["inserted_at"]
+        assert 0 <= stage < start.n_stages
+        assert 0 <= pos <= len(start.stages[stage].blocks)
+        new = arch_of(rec)
+        assert new == start.insert_block(stage, pos)
+        assert new.stem == start.stem and new.head == start.head
+        assert new.n_stages == start.n_stages and new.n_blocks == start.n_blocks + 1
+        stages[stage] += 1
+        positions[(stage, pos)] += 1
+    assert len(fake.calls) == n
+    expected = n / start.n_stages
+    for st in range(start.n_stages):
+        assert 0.20 * n <= stages[st] <= 0.47 * n, stages
+    chi2 = sum((stages[st] - expected) ** 2 / expected for st in range(start.n_stages))
+    assert chi2 < 13.8, stages  # p = 0.001 for 2 degrees of freedom
+    # Directly after the pooling layers (and after the stem) is drawn.
+    for st in range(start.n_stages):
+        assert positions[(st, 0)] > 0, positions
+    if start.n_blocks:
+        # With one block per stage, "after it" is drawn too, about half the time.
+        for st in range(start.n_stages):
+            share = positions[(st, 1)] / stages[st]
+            assert 0.25 <= share <= 0.75, positions
+
+
+def test_insertions_continue_from_the_current_architecture(fake, digits):
+    fake.scores = lambda i, arch: {v: 0.5 for v in VARIANTS}
+    res = run_search(MINIMAL, digits, config(n_insertions=3, n_morph_steps=2), seed=1)
+    inserts = [i for i, r in enumerate(res.history) if r["operation"] == "insert"]
+    assert len(inserts) == 6
+    for i in inserts:
+        rec = res.history[i]
+        parent = arch_of(parent_of(res.history, i))
+        stage, pos = rec["inserted_at"]
+        assert 0 <= pos <= len(parent.stages[stage].blocks)
+        assert arch_of(rec) == parent.insert_block(stage, pos)
+
+
+# -------------------------------------------------------------------- removal
+def _kill_inserted_block(i, module):
+    """'Training' drove the fresh block's last BN to zero (gamma and beta).
+
+    A freshly inserted block is recognisable by its tiny last-BN gamma
+    (INSERT_GAMMA ~1e-2); trained blocks here keep gamma 1.
+    """
+    for _, blk in module.blocks():
+        if blk.bn2.weight.abs().max() < 0.05:
+            blk.bn2.weight.zero_()
+            blk.bn2.bias.zero_()
+
+
+def test_greedy_out_removes_a_dead_block(fake, digits):
+    start = MINIMAL.insert_block(1, 0)  # an existing, healthy block
+    fake.mutate = _kill_inserted_block
+    res = run_search(start, digits, config(n_insertions=1, n_morph_steps=1), seed=0)
+    ops = [r["operation"] for r in res.history]
+    assert ops == ["start", "insert", "remove", "morph"]
+    ins, rem, morph = res.history[1:]
+    assert rem["removed_blocks"] == [ins["inserted_at"]]
+    # Only the dead block went: the healthy one stays.
+    assert arch_of(rem) == start
+    assert rem["n_blocks"] == start.n_blocks == ins["n_blocks"] - 1
+    assert morph["n_blocks"] == start.n_blocks
+    assert ins["removed_blocks"] == [] and morph["removed_blocks"] == []
+
+
+def test_healthy_blocks_are_not_removed(fake, digits):
+    """Negative control: an inserted block that keeps its (small, non-zero)
+    gamma scores above tau_Lambda and stays."""
+    res = run_search(MINIMAL, digits, config(n_insertions=2, n_morph_steps=2), seed=0)
+    assert "remove" not in [r["operation"] for r in res.history]
+    assert res.history[-1]["n_blocks"] == 4
+
+
+# ------------------------------------------------------------ width step
+@pytest.mark.parametrize("budget, grows", [(1.2e5, False), (3e6, True)])
+def test_morph_step_hits_the_budget(fake, digits, budget, grows):
+    res = run_search(MINIMAL, digits, config(flop_budget=budget, n_insertions=1,
+                                             n_morph_steps=1), seed=0)
+    ins, morph = res.history[-2], res.history[-1]
+    assert ins["operation"] == "insert" and morph["operation"] == "morph"
+    before, after = arch_of(ins), arch_of(morph)
+    omega = morph["omega"]
+    assert isinstance(omega, float) and omega > 0
+    assert morph["flops"] == after.flops() <= budget
+    # Everything is alive under the fake, so the new widths are omega * old ...
+    assert after == before.scaled(omega)
+    # ... with omega the largest feasible one (bisection tolerance 1e-4).
+    assert before.scaled(omega * (1 + 3e-4)).flops() > budget
+    if grows:
+        assert omega > 1
+        assert after.stem.width > before.stem.width
+        assert all(a.width > b.width for a, b in zip(after.stages, before.stages))
+    else:
+        assert omega < 1
+        assert after.stem.width < before.stem.width
+    assert all(r["omega"] is None for r in res.history[:-1])
+
+
+def test_start_above_budget_ends_with_a_morph_step(fake, digits):
+    budget = 1e4
+    assert MINIMAL.flops() > budget
+    res = run_search(MINIMAL, digits, config(flop_budget=budget, n_morph_steps=0), seed=0)
+    assert [r["operation"] for r in res.history] == ["start", "morph"]
+    assert not res.history[0]["within_budget"]
+    assert res.history[1]["flops"] <= budget
+    assert res.best_step == 1
+    assert res.best_architecture.flops() <= budget
+    assert res.best_architecture == arch_of(res.history[1])
+    assert res.best_module.architecture == res.best_architecture
+
+
+def test_morph_removed_blocks_name_distinct_blocks_of_the_parent(fake, digits):
+    """A morph step that drops a dead block (mid width 0) *and* has to drop
+    another one to fit the budget records both in the parent's indexing.
+
+    Start: two blocks in stage 0; block (0, 0)'s first BN dies, so the morph
+    step removes it; at flop_budget 2000 even the narrowest net with the other
+    block (3,536 FLOPs) is too big, so that one (originally (0, 1)) goes too.
+    """
+    start = MINIMAL.insert_block(0, 0).insert_block(0, 0)
+    assert start.remove_blocks([(0, 0)]).scaled(1e-9).flops() > 2000
+    assert MINIMAL.scaled(1e-9).flops() <= 2000
+
+    def kill_mid(i, module):
+        if i == 0:
+            module.block(0, 0).bn1.weight.zero_()
+    fake.mutate = kill_mid
+    res = run_search(start, digits, config(flop_budget=2000, n_morph_steps=0), seed=0)
+    parent, morph = res.history
+    assert morph["operation"] == "morph" and morph["flops"] <= 2000
+    assert morph["n_blocks"] == 0
+    removed = [tuple(b) for b in morph["removed_blocks"]]
+    # Each removed block is named once, by its index in the parent architecture.
+    assert sorted(removed) == [(0, 0), (0, 1)], removed
+
+
+def test_start_within_budget_gets_no_extra_morph(fake, digits):
+    res = run_search(MINIMAL, digits, config(flop_budget=1e6, n_morph_steps=0), seed=0)
+    assert [r["operation"] for r in res.history] == ["start"]
+    assert res.best_step == 0
+
+
+# ------------------------------------------------------------- no revisit
+@pytest.mark.parametrize("kill", [False, True], ids=["growing", "every-insert-removed"])
+def test_insertions_never_revisit(fake, digits, kill):
+    start = MINIMAL.insert_block(0, 0).insert_block(1, 0).insert_block(2, 0)
+    if kill:
+        # Greedy out undoes every insertion, so the search keeps drawing from
+        # the same 6 insertions of `start`: repeats are likely without the check.
+        fake.mutate = _kill_inserted_block
+    res = run_search(start, digits, config(flop_budget=3e6, n_insertions=5,
+                                           n_morph_steps=2), seed=0)
+    seen = []
+    n_inserts = 0
+    for r in res.history:
+        if r["operation"] == "insert":
+            n_inserts += 1
+            assert r["architecture"] not in seen
+        seen.append(r["architecture"])
+    # Growing: every insertion finds a new architecture. Removed: equal-width
+    # blocks make positions 0 and 1 of a stage the same spec, so only 3 of the
+    # 6 draws per architecture are new; the rest are refused (insert -> False).
+    assert n_inserts == 10 if not kill else n_inserts >= 4
+    assert ("remove" in [r["operation"] for r in res.history]) == kill
+
+
+def test_insert_skips_visited_architectures(fake, digits):
+    for seed in range(8):
+        s = _Search(MINIMAL, digits, config(), seed=seed, callbacks=())
+        s.visited = {MINIMAL.insert_block(0, 0), MINIMAL.insert_block(2, 0)}
+        assert s.insert()
+        assert s.history[-1]["inserted_at"] == [1, 0]
+
+
+def test_insert_gives_up_when_every_insertion_was_visited(fake, digits):
+    s = _Search(MINIMAL, digits, config(max_redraws=5), seed=0, callbacks=())
+    s.visited = {MINIMAL.insert_block(st, 0) for st in range(MINIMAL.n_stages)}
+    current = s.current
+    assert s.insert() is False
+    assert fake.calls == [] and s.history == []
+    assert s.current is current
+
+
+# ------------------------------------------------------------ best selection
+def _scripted_scores(budget):
+    """With Reg always 1.0 and over-budget No Reg 1.0: traps the selection
+    must not fall into. In-budget No Reg scores are coarse, so ties occur."""
+    def scores(i, arch):
+        if arch.flops() > budget:
+            return {v: 1.0 for v in VARIANTS}
+        return {"with_reg": 1.0,
+                "no_reg_wi": [0.6, 0.8][i % 2],
+                "no_reg_ri": 0.8 if i % 3 == 0 else 0.7}
+    return scores
+
+
+def _expected_best(history, budget):
+    cands = [(r["scores"][v]["valid_accuracy"], -r["flops"], -r["step"], v)
+             for r in history if r["flops"] <= budget and not r["collapsed"]
+             for v in NO_REG]
+    acc, neg_flops, _, _ = max(cands, key=lambda c: (c[0], c[1]))
+    return acc, -neg_flops
+
+
+def test_best_is_the_top_no_reg_score_within_budget(fake, digits):
+    budget = 1e5
+    fake.scores = _scripted_scores(budget)
+    res = run_search(MINIMAL, digits, config(flop_budget=budget, n_insertions=3,
+                                             n_morph_steps=2), seed=0)
+    h = res.history
+    assert any(r["flops"] > budget for r in h), "the trap needs an over-budget record"
+    best = h[res.best_step]
+    assert best["flops"] <= budget and best["within_budget"]
+    assert res.best_variant in NO_REG
+    acc, flops = _expected_best(h, budget)
+    assert res.best_score == acc == best["scores"][res.best_variant]["valid_accuracy"]
+    assert best["flops"] == flops
+    assert res.best_architecture == arch_of(best) == res.best_module.architecture
+    assert res.best_architecture.flops() <= budget
+
+
+def test_best_ties_go_to_fewer_flops(fake, digits):
+    budget = 1e5
+    # Every in-budget No Reg scores 0.7 except the start (0.5), which is the
+    # smallest net, so the tie is between bigger nets of different sizes.
+    def scores(i, arch):
+        if arch.flops() > budget:
+            return {v: 1.0 for v in VARIANTS}
+        return {"with_reg": 1.0, "no_reg_wi": 0.5 if i == 0 else 0.7,
+                "no_reg_ri": 0.5 if i == 0 else 0.7}
+    fake.scores = scores
+    res = run_search(MINIMAL, digits, config(flop_budget=budget, n_insertions=3,
+                                             n_morph_steps=2), seed=0)
+    tied = [r for r in res.history[1:] if r["flops"] <= budget]
+    assert len({r["flops"] for r in tied}) >= 2, "the test needs a tie between sizes"
+    assert res.best_score == 0.7
+    assert res.history[res.best_step]["flops"] == min(r["flops"] for r in tied)
+
+
+# ------------------------------------------------------------------ collapse
+def _zero_stream_gammas(i, module):
+    if i == 1:  # the first insertion
+        module.stem.bn.weight.zero_()
+        for _, blk in module.blocks():
+            blk.bn2.weight.zero_()
+
+
+@pytest.mark.parametrize("mode", ["dead_stream", "diverged"])
+def test_collapse_rolls_back_and_is_never_best(fake, digits, mode):
+    if mode == "dead_stream":
+        fake.mutate = _zero_stream_gammas
+    else:
+        fake.stopped = lambda i: "diverged: non-finite training loss in epoch 1" if i == 1 else None
+    # The collapsed record would be the best by far if it were eligible.
+    fake.scores = lambda i, arch: {v: 1.0 if i == 1 else 0.5 for v in VARIANTS}
+    res = run_search(MINIMAL, digits, config(flop_budget=1e6, n_insertions=2,
+                                             n_morph_steps=1), seed=0)
+    h = res.history
+    assert h[1]["operation"] == "insert"
+    assert h[1]["collapsed"]
+    if mode == "diverged":
+        assert h[1]["collapsed"].startswith("diverged")
+    assert all(not r["collapsed"] for i, r in enumerate(h) if i != 1)
+    # No greedy-out after the collapse; the next insertion starts from the start net.
+    assert h[2]["operation"] == "insert"
+    assert h[2]["n_blocks"] == 1
+    assert arch_of(h[2]) == MINIMAL.insert_block(*h[2]["inserted_at"])
+    assert h[2]["architecture"] != h[1]["architecture"]
+    # The With Reg network that was trained at step 2 is the pre-collapse one plus a block.
+    assert fake.calls[2] == MINIMAL.insert_block(*h[2]["inserted_at"])
+    assert res.best_step != 1
+    assert res.best_score == 0.5
+    assert "COLLAPSED" in format_record(h[1])
+
+
+# ---------------------------------------------------------------- callbacks
+class Recorder(SearchCallback):
+    def __init__(self):
+        self.events = []
+
+    def on_search_begin(self, total):
+        self.events.append(("begin", total))
+
+    def on_record(self, record):
+        self.events.append(("record", record))
+
+    def on_search_end(self, result):
+        self.events.append(("end", result))
+
+
+def test_callbacks(fake, digits):
+    rec, buf = Recorder(), io.StringIO()
+    cfg = config(n_insertions=2, n_morph_steps=1)
+    res = run_search(MINIMAL, digits, cfg, seed=0, callbacks=[rec, TqdmProgress(file=buf)])
+    kinds = [e[0] for e in rec.events]
+    assert kinds[0] == "begin" and kinds[-1] == "end"
+    assert kinds.count("begin") == 1 and kinds.count("end") == 1
+    assert rec.events[0][1] == 1 + cfg.n_morph_steps * (cfg.n_insertions + 1)
+    records = [e[1] for e in rec.events if e[0] == "record"]
+    assert len(records) == len(res.history) >= 4
+    assert all(a is b for a, b in zip(records, res.history))
+    assert rec.events[-1][1] is res
+    lines = [ln.strip() for ln in re.split(r"[\r\n]", buf.getvalue())]
+    step_lines = [ln for ln in lines if ln.startswith("step ")]
+    assert step_lines == [format_record(r) for r in res.history]
+
+
+# ----------------------------------------------------------- real trainings
+def _tiny(**kw):
+    train = TrainConfig(max_epochs=1, augment="shift", batch_size=128)
+    return SearchConfig(flop_budget=2e5, n_insertions=1, n_morph_steps=1, train=train, **kw)
+
+
+@pytest.fixture(scope="module")
+def real_run(digits):
+    return run_search(MINIMAL, digits, _tiny(), seed=0)
+
+
+HISTORY_KEYS = {"step", "operation", "architecture", "n_blocks", "flops", "n_params", "omega",
+                "removed_blocks", "seconds", "scores"}
+SCORE_KEYS = {"valid_accuracy", "train_loss", "valid_loss", "epochs", "seconds"}
+
+
+def test_history_records_are_json_and_complete(real_run):
+    h = real_run.history
+    assert [r["operation"] for r in h][:2] == ["start", "insert"]
+    assert h[-1]["operation"] == "morph"
+    text = json.dumps(h, allow_nan=False)
+    assert json.loads(text) == h
+    for i, r in enumerate(h):
+        assert HISTORY_KEYS <= set(r), HISTORY_KEYS - set(r)
+        assert r["step"] == i
+        assert r["operation"] in ("start", "insert", "remove", "morph")
+        arch = arch_of(r)
+        assert r["n_blocks"] == arch.n_blocks
+        assert r["flops"] == arch.flops() and r["n_params"] == arch.n_params()
+        assert isinstance(r["removed_blocks"], list)
+        assert r["seconds"] >= 0
+        assert (r["omega"] is None) == (r["operation"] != "morph")
+        assert set(r["scores"]) == set(VARIANTS)
+        for v, sc in r["scores"].items():
+            assert SCORE_KEYS <= set(sc), (v, SCORE_KEYS - set(sc))
+            assert 0.0 <= sc["valid_accuracy"] <= 1.0
+            assert sc["epochs"] == 1
+    assert real_run.best_variant in NO_REG
+    assert h[real_run.best_step]["flops"] <= 2e5
+    assert real_run.best_module.architecture == real_run.best_architecture
+
+
+def test_same_seed_same_history(digits, real_run):
+    again = run_search(MINIMAL, digits, _tiny(), seed=0)
+    other = run_search(MINIMAL, digits, _tiny(), seed=1)
+    ref = strip_seconds(real_run.history)
+    assert strip_seconds(again.history) == ref
+    assert (again.best_step, again.best_variant, again.best_score) == \
+        (real_run.best_step, real_run.best_variant, real_run.best_score)
+    assert strip_seconds(other.history) != ref
+
+
+def test_max_time_stops_early_and_keeps_records(digits):
+    cfg = SearchConfig(flop_budget=2e5, max_time=0.5,
+                       train=TrainConfig(max_epochs=20, augment=False))  # n_M=7, n_Lambda=4
+    planned = 1 + cfg.n_morph_steps * (cfg.n_insertions + 1)
+    t = time.perf_counter()
+    res = run_search(MINIMAL, digits, cfg, seed=0)
+    wall = time.perf_counter() - t
+    assert res.stopped == "max_time"
+    assert 1 <= len(res.history) < planned
+    assert res.history[0]["operation"] == "start"
+    for r in res.history:
+        assert set(r["scores"]) == set(VARIANTS)
+        # Nothing is started after the deadline: every record began before it,
+        # so its With Reg training ran at least one epoch.
+        assert r["scores"]["with_reg"]["epochs"] >= 1
+    assert res.best_step is not None and res.best_variant in NO_REG
+    assert wall < 30 and res.search_time < 30
