@@ -51,6 +51,11 @@ _CHUNK_ELEMENTS = 1 << 22
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+class NonNumericError(TypeError, ValueError):
+    """Values that are not numbers: a ValueError (DESIGN.md §5) that is also
+    the TypeError scikit-learn's checks expect from ``np.asarray(..., float)``."""
+
+
 # ----------------------------------------------------------------------------
 # images
 # ----------------------------------------------------------------------------
@@ -105,12 +110,15 @@ def to_images(X, image_shape=None):
     if X.shape[0] == 0:
         raise ValueError(f"X has 0 samples (shape {X.shape}); need at least one.")
     if X.ndim not in (2, 3, 4):
-        hint = (" If X holds a single image, add a sample axis: X[None]."
+        hint = (" Reshape your data: if X holds a single image, add a sample axis, X[None]."
                 if X.ndim == 1 else "")
         raise ValueError(
             f"X must be 2-D (n, D) flat images, 3-D (n, H, W), or 4-D "
             f"(n, H, W, C) / (n, C, H, W); got a {X.ndim}-D array of shape "
             f"{X.shape}.{hint}")
+    if X.ndim == 2 and X.shape[1] == 0:
+        raise ValueError(f"X has 0 feature(s) (shape={X.shape}) while a minimum of 1 "
+                         f"is required: an empty image axis.")
     if 0 in X.shape[1:]:
         raise ValueError(f"X has an empty image axis: shape {X.shape}.")
     X = _numeric(X)
@@ -193,9 +201,12 @@ def _numeric(X):
         try:
             return X.astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(
+            raise NonNumericError(
                 f"X has non-numeric values (dtype {X.dtype}): {exc}") from None
     # complex (the imaginary part would be dropped), datetime, void, ...
+    if kind == "c":
+        raise ValueError(f"Complex data not supported: X has a non-numeric dtype "
+                         f"{X.dtype}; images need real numbers.")
     raise ValueError(f"X has a non-numeric dtype {X.dtype}; images need real numbers.")
 
 
@@ -367,7 +378,7 @@ def check_labels(y, n_samples):
     if y.dtype.kind == "f" and not np.all(y == np.round(y)):
         bad = y[y != np.round(y)][0]
         raise ValueError(
-            f"y has non-integral float labels (e.g. {_show(bad)}): that looks like a "
+            f"y has continuous, non-integral float labels (e.g. {_show(bad)}): that looks like a "
             f"regression target; a classifier needs discrete labels.")
     try:
         classes, y_encoded = np.unique(y, return_inverse=True)
@@ -376,7 +387,7 @@ def check_labels(y, n_samples):
     if len(classes) < 2:
         raise ValueError(
             f"y has a single class ({_show(classes[0])}); a classifier needs at "
-            f"least two.")
+            f"least two (got only one class).")
     return classes, y_encoded.reshape(-1).astype(np.int64)
 
 
@@ -413,7 +424,8 @@ def validation_split(y_encoded, fraction, random_state=None, *, classes=None):
     so every class appears on both sides: after sklearn's
     ``StratifiedShuffleSplit``, a class that rounding left out of one side
     gets one random sample moved over (so sizes may differ from
-    ``fraction * n`` by a few samples).
+    ``fraction * n`` by a few samples). On small data the validation part is
+    grown to one sample per class when ``fraction * n`` is fewer.
 
     Parameters
     ----------
@@ -435,7 +447,7 @@ def validation_split(y_encoded, fraction, random_state=None, *, classes=None):
     ------
     ValueError
         ``fraction`` outside (0, 1), a class with fewer than 2 samples, or
-        too few samples for one per class on each side.
+        too few training samples for one per class.
     """
     from sklearn.model_selection import StratifiedShuffleSplit
     from sklearn.utils import check_random_state
@@ -463,13 +475,11 @@ def validation_split(y_encoded, fraction, random_state=None, *, classes=None):
     n_valid = math.ceil(fraction * n)
     n_train = n - n_valid
     if n_valid < n_classes:
-        per_class = math.ceil(1 / fraction - 1e-9)
-        raise ValueError(
-            f"validation_fraction={fraction} of {n} samples gives {n_valid} "
-            f"validation samples for {n_classes} classes, but each class needs "
-            f"one: with this fraction that takes about {per_class} samples per "
-            f"class ({math.ceil(n_classes / fraction - 1e-9)} in all). Raise "
-            f"validation_fraction or add data.")
+        # Small data: the validation part needs one sample per class to rank
+        # architectures at all; every class has >= 2 samples, so the training
+        # part keeps at least one per class too.
+        n_valid = n_classes
+        n_train = n - n_valid
     if n_train < n_classes:
         per_class = math.ceil(1 / (1 - fraction) - 1e-9)
         raise ValueError(

@@ -192,7 +192,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         _check_feature_names(self, X, reset=True)
         images, input_shape = to_images(X, self.image_shape)
         if y is None:
-            raise ValueError("y is required: ResBuilderClassifier is a supervised classifier")
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         y = column_or_1d(np.asarray(y) if not hasattr(y, "iloc") else y, warn=True)
         classes, y_enc = check_labels(y, len(images))
         device = resolve_device(self.device)
@@ -290,7 +290,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Predicted labels (from ``classes_``)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # checks fitted first: NotFittedError, not AttributeError
+        return self.classes_[np.argmax(proba, axis=1)]
 
     # ------------------------------------------------------------ sklearn glue
     def __sklearn_tags__(self):

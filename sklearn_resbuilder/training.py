@@ -39,9 +39,10 @@ class BatchAugment(v2.Transform):
 
     torchvision's own ``RandomAffine``/``RandomHorizontalFlip`` draw one set of
     parameters per call, i.e. the same shift for a whole batch; this transform
-    draws one per image and applies all of them in one ``grid_sample`` call
-    (no Python loop over images). Shifts are up to ``shift`` of the image size,
-    borders repeat the edge pixel (Keras' "nearest" fill, as the paper used).
+    draws one per image and applies all of them with two ``gather`` calls (no
+    Python loop over images). Shifts are whole pixels, up to ``shift`` of the
+    image size (10 % of 28 px: 3 px); borders repeat the edge pixel (Keras'
+    "nearest" fill, as the paper used).
 
     Parameters
     ----------
@@ -57,23 +58,25 @@ class BatchAugment(v2.Transform):
         super().__init__()
         self.shift, self.flip, self.generator = float(shift), bool(flip), generator
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) float
+    def _offsets(self, n, size, device):
+        m = int(round(self.shift * size))
+        if m == 0:
+            return torch.zeros(n, dtype=torch.long, device=device)
+        return torch.randint(-m, m + 1, (n,), generator=self.generator, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W)
         if x.ndim != 4 or not (self.shift or self.flip):
             return x
-        n = x.shape[0]
-        g = self.generator
-        theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
-        sx = torch.ones(n, device=x.device, dtype=x.dtype)
+        n, c, h, w = x.shape
+        dev = x.device
+        # Source row/column of every output pixel; clamping repeats the edge.
+        rows = (torch.arange(h, device=dev) + self._offsets(n, h, dev)[:, None]).clamp_(0, h - 1)
+        cols = (torch.arange(w, device=dev) + self._offsets(n, w, dev)[:, None]).clamp_(0, w - 1)
         if self.flip:
-            sx = torch.where(torch.rand(n, device=x.device, generator=g) < 0.5, -sx, sx)
-        theta[:, 0, 0] = sx
-        theta[:, 1, 1] = 1
-        if self.shift:
-            # affine_grid works in [-1, 1] coordinates: a shift of f*size is 2f.
-            t = (torch.rand(n, 2, device=x.device, generator=g) * 2 - 1) * (2 * self.shift)
-            theta[:, :, 2] = t.to(x.dtype)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            flip = torch.rand(n, device=dev, generator=self.generator) < 0.5
+            cols = torch.where(flip[:, None], cols.flip(1), cols)
+        x = x.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
+        return x.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
 
 
 def make_augment(augment, device, seed=None):

@@ -293,16 +293,22 @@ def test_split_inexact_stratification_still_works():
 
 @pytest.mark.parametrize("y, fraction, match", [
     ([0, 0, 1], 0.5, "class 1 has only 1 sample.*at least 2"),
-    (np.repeat(np.arange(10), 2), 0.1, r"2 validation samples for 10 classes.*about 10 "
-                                       r"samples per class.*Raise validation_fraction"),
     (np.repeat(np.arange(10), 2), 0.9, r"leaves 2 training samples.*about 10 samples per class.*Lower validation_fraction"),
     ([0, 0, 1, 1], 0.0, r"in \(0, 1\)"),
     ([0, 0, 1, 1], 1.0, r"in \(0, 1\)"),
     ([0, 0, 1, 1], "0.1", r"in \(0, 1\)"),
 ])
 def test_split_errors(y, fraction, match):
+    """Bad fractions and data too small for one sample per class on each side."""
     with pytest.raises(ValueError, match=match):
         validation_split(np.asarray(y), fraction, 0)
+
+
+def test_split_grows_a_too_small_validation_part_to_one_per_class():
+    y = np.repeat(np.arange(10), 2)  # 0.1 * 20 = 2 validation samples for 10 classes
+    train, valid = validation_split(y, 0.1, 0)
+    assert sorted(y[valid]) == list(range(10))
+    assert sorted(y[train]) == list(range(10))
 
 
 def test_split_error_names_the_original_class():
