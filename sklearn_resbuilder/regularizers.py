@@ -32,9 +32,15 @@ def _group_tensors(net: ResBuilderNet, gamma_threshold: float):
     for g, bns in enumerate(net.stream_bns()):
         r = torch.stack([bn.weight.abs() for bn in bns]).amax(0) if len(bns) > 1 else bns[0].weight.abs()
         groups[("stream", g)] = r
-    for (s, b), blk in net.blocks():
-        groups[("mid", s, b)] = blk.bn1.weight.abs()
     alive = {k: int((r.detach() > gamma_threshold).sum()) for k, r in groups.items()}
+    for (s, b), blk in net.blocks():
+        r = blk.bn1.weight.abs()
+        groups[("mid", s, b)] = r
+        # BN2 cancels any common scale of layer 1 (BN2(a z) = BN2(z)), so an
+        # absolute threshold on gamma_1 is meaningless: a middle channel is
+        # alive relative to the block's largest one.
+        rd = r.detach()
+        alive[("mid", s, b)] = int((rd > gamma_threshold * rd.max()).sum())
     return groups, alive
 
 
@@ -108,36 +114,33 @@ def alive_widths(net: ResBuilderNet, gamma_threshold: float = 1e-2):
     return groups, blocks
 
 
-def _gate_scores(blk):
-    """Per-layer gate scores of a block, differentiable.
+def _gate(blk):
+    """The block's gate, differentiable: ``mean(|gamma_2| + relu(beta_2))``.
 
-    ``s2 = mean(|gamma_2| + relu(beta_2))`` bounds the branch's mean output in
-    units of a normalised activation (the branch is ``ReLU(gamma_2 z + beta_2)``
-    with z of unit variance). ``s1 = mean(|gamma_1| + relu(beta_1))`` does the
-    same for the first layer; if it is ~0 the second conv sees ~0 and the branch
-    outputs only ``relu(beta_2)``.
+    The branch is ``ReLU(gamma_2 z + beta_2)`` with z of unit variance (BN2 in
+    training), so the gate bounds the branch's mean output in units of a
+    normalised activation. It is the only scale of the block that matters:
+    layer 1 and both convs are followed by BN, which cancels their scale.
     """
-    s1 = (blk.bn1.weight.abs() + F.relu(blk.bn1.bias)).mean()
-    s2 = (blk.bn2.weight.abs() + F.relu(blk.bn2.bias)).mean()
-    return s1, s2
+    return (blk.bn2.weight.abs() + F.relu(blk.bn2.bias)).mean()
 
 
 def layer_lasso_penalty(net: ResBuilderNet):
-    """LayerLasso G_Lambda (eq. 3), measured on the block's BN gates.
+    """LayerLasso G_Lambda (eq. 3), measured on the block's gate.
 
-    ``sum over blocks and their two layers of C_j * s_j`` with ``s_j`` the
-    layer's mean gate (:func:`_gate_scores`) and ``C_j`` its FLOPs. The FLOP
-    weight gives lambda_Lambda the same units as lambda_M (FLOPs), which makes
-    the paper's default 1e-8 act: an unweighted L1 at 1e-8 is ~1e-5 of the data
-    gradient and never deletes a block. Stem, transitions and head are not
-    penalised (paper §3.2).
+    ``sum over blocks of (C_1 + C_2) * gate`` with the gate of :func:`_gate` and
+    ``C_j`` the FLOPs of the block's two convs. Raw conv weights (eq. 3) are
+    scale-free under BN, so their L1 says nothing about what the block does;
+    the gate does. The FLOP weight gives lambda_Lambda the same units as
+    lambda_M (FLOPs), which makes the paper's default 1e-8 act: an unweighted
+    L1 at 1e-8 is ~1e-8 of the data gradient and never deletes a block. Stem,
+    transitions and head are not penalised (paper §3.2).
     """
     flops = _block_flops(net.architecture)
     total = net.head.weight.new_zeros(())
     for sb, blk in net.blocks():
-        s1, s2 = _gate_scores(blk)
         c1, c2 = flops[sb]
-        total = total + c1 * s1 + c2 * s2
+        total = total + (c1 + c2) * _gate(blk)
     return total
 
 
@@ -145,17 +148,13 @@ def layer_lasso_penalty(net: ResBuilderNet):
 def block_scores(net: ResBuilderNet) -> dict:
     """Deletion score of every block, ``{(stage, index): score}`` (eq. 6, mean form).
 
-    A block is deleted when its score is under tau_Lambda. The score is
-    ``min(s2, s1 + mean relu(beta_2))``: an upper estimate of the branch's mean
-    output whichever of its two layers is (nearly) dead -- eq. 6's "any layer
-    under the threshold" made meaningful under BN. It is a per-parameter mean
-    (DESIGN.md §3.3) and invariant to rescaling a conv that a BN follows.
+    A block is deleted when its score is under tau_Lambda. The score is the
+    block's gate (:func:`_gate`), a per-parameter mean (DESIGN.md §3.3) that
+    bounds the branch's output. Eq. 6 asks whether *any* layer is under the
+    threshold; under BN only the last one can say so: rescaling layer 1 or
+    either conv leaves the block's function and this score unchanged.
     """
-    out = {}
-    for sb, blk in net.blocks():
-        s1, s2 = _gate_scores(blk)
-        out[sb] = float(torch.minimum(s2, s1 + F.relu(blk.bn2.bias).mean()))
-    return out
+    return {sb: float(_gate(blk)) for sb, blk in net.blocks()}
 
 
 def blocks_to_remove(net: ResBuilderNet, lasso_threshold: float = 1e-3) -> list:

@@ -133,27 +133,43 @@ class TensorBatches:
 # ---------------------------------------------------------------- callbacks
 class StopTraining(Callback):
     """Stops a training at a wall-clock ``deadline`` (checked between epochs)
-    and at the first non-finite training loss, restoring the last good weights.
+    and when the training loss diverges, restoring the last good weights.
 
-    Stopping uses skorch's own mechanism (raising ``KeyboardInterrupt``, caught
-    by ``partial_fit``, as ``EarlyStopping`` does). The reason lands in
-    ``net.stop_reason_``: None, "max_time" or "diverged: ...".
+    Diverging means non-finite, or ``explode_factor`` times the first batch's
+    loss: a too large lambda or lr (the paper's Fig. 10) blows the loss up to
+    1e11 and more long before it overflows. Stopping uses skorch's own
+    mechanism (raising ``KeyboardInterrupt``, caught by ``partial_fit``, as
+    ``EarlyStopping`` does). The reason lands in ``net.stop_reason_``: None,
+    "max_time" or "diverged: ...".
     """
 
-    def __init__(self, deadline: float | None = None):
+    def __init__(self, deadline: float | None = None, explode_factor: float = 1e3):
         self.deadline = deadline
+        self.explode_factor = explode_factor
 
     def initialize(self):
         self._good = None
+        self._first = None
         return self
 
     def on_train_begin(self, net, **kwargs):
         net.stop_reason_ = None
+        self._first = None
         self._good = copy.deepcopy(net.module_.state_dict())
 
     def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
-        if training and loss is not None and not torch.isfinite(loss).all():
-            net.stop_reason_ = f"diverged: non-finite training loss in epoch {len(net.history)}"
+        if not training or loss is None:
+            return
+        value = float(loss.detach())
+        if self._first is None and math.isfinite(value):
+            self._first = value
+        reason = None
+        if not math.isfinite(value):
+            reason = "non-finite training loss"
+        elif value > self.explode_factor * max(self._first, 1e-3):
+            reason = f"training loss {value:.3g} > {self.explode_factor:g} x the first batch's"
+        if reason:
+            net.stop_reason_ = f"diverged: {reason} in epoch {len(net.history)}"
             net.module_.load_state_dict(self._good)
             raise KeyboardInterrupt
 

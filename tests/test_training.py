@@ -1,0 +1,419 @@
+"""Tests of :mod:`sklearn_resbuilder.training`: augmentation, batching, the skorch
+trainer (loss, preprocessing, initialisation) and the training drivers.
+
+Trainings use sklearn's 8x8 digits and a few epochs (2 CPU cores, shared).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from skorch.dataset import Dataset
+from torch.nn import functional as F
+
+from sklearn_resbuilder import Architecture
+from sklearn_resbuilder.network import insert_block
+from sklearn_resbuilder.regularizers import layer_lasso_penalty, morphnet_penalty
+from sklearn_resbuilder.training import (
+    VARIANTS,
+    BatchAugment,
+    ResBuilderTrainer,
+    TensorBatches,
+    TrainConfig,
+    TrainingData,
+    make_augment,
+    train_one,
+    train_variants,
+)
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny nets: one thread is far faster than two on a busy, shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32).reshape(-1, 1, 8, 8)
+    p = np.random.default_rng(0).permutation(len(X))
+    return X[p], y[p]
+
+
+@pytest.fixture(scope="module")
+def data(digits):
+    X, y = digits
+    return TrainingData.from_arrays(X[:1400], y[:1400], X[1400:], y[1400:])
+
+
+@pytest.fixture(scope="module")
+def small_data(digits):
+    """200 training images: epochs take a few tens of ms."""
+    X, y = digits
+    return TrainingData.from_arrays(X[:200], y[:200], X[1400:], y[1400:])
+
+
+def _net(width=8, blocks=1, seed=0):
+    arch = Architecture.minimal((1, 8, 8), 10, width=width)
+    for _ in range(blocks):
+        arch = arch.insert_block(0, 0)
+    return arch.build(_gen(seed))
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------- BatchAugment
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shift, flip", [(0.1, True), (0.1, False), (0.0, True)])
+def test_augment_keeps_shape_and_dtype(dtype, shift, flip):
+    x = torch.rand(10, 3, 12, 9, generator=_gen(), dtype=dtype)
+    out = BatchAugment(shift, flip, _gen())(x)
+    assert out.shape == x.shape
+    assert out.dtype == dtype
+    assert torch.isfinite(out).all()
+    # bilinear with border padding: a convex combination of the input's pixels
+    assert out.min() >= x.min() - 1e-6 and out.max() <= x.max() + 1e-6
+
+
+def test_augment_off_is_identity():
+    x = torch.rand(4, 1, 8, 8, generator=_gen())
+    assert torch.equal(BatchAugment(0.0, False)(x), x)
+
+
+def test_flip_is_per_sample():
+    x = torch.rand(64, 2, 8, 8, generator=_gen())
+    out = BatchAugment(0.0, True, _gen(1))(x)
+    flipped = torch.flip(x, dims=[3])
+    same = torch.isclose(out, x, atol=1e-5).flatten(1).all(1)
+    flip = torch.isclose(out, flipped, atol=1e-5).flatten(1).all(1)
+    assert (same | flip).all()            # every image: itself or its mirror
+    assert not (same & flip).any()        # (random images are not symmetric)
+    assert 10 <= int(flip.sum()) <= 54    # both happen within one batch
+
+
+def _spot_positions(out):
+    """Centre of mass (row, col) of each image of a (n, 1, H, W) batch."""
+    h, w = out.shape[-2:]
+    m = out[:, 0]
+    total = m.sum((1, 2))
+    rows = (m.sum(2) * torch.arange(h)).sum(1) / total
+    cols = (m.sum(1) * torch.arange(w)).sum(1) / total
+    return rows, cols, total
+
+
+def test_shift_moves_a_bright_pixel_by_at_most_ten_percent():
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, 0, 14, 14] = 1.0
+    out = BatchAugment(0.1, False, _gen(2))(x)
+    rows, cols, total = _spot_positions(out)
+    dr, dc = rows - 14, cols - 14
+    # 10 % of 28 px = 2.8 px (3 px when shifts are whole pixels)
+    assert dr.abs().max() <= 3 + 1e-4 and dc.abs().max() <= 3 + 1e-4
+    torch.testing.assert_close(total, torch.ones(64), atol=1e-4, rtol=0)  # spot stays inside
+    # per-sample shifts: many different ones within one batch, in both directions
+    pairs = {(round(a, 3), round(b, 3)) for a, b in zip(dr.tolist(), dc.tolist())}
+    assert len(pairs) >= 20
+    assert dr.min() < -1.5 and dr.max() > 1.5 and dc.min() < -1.5 and dc.max() > 1.5
+
+
+def test_shift_repeats_the_edge_pixel():
+    x = torch.rand(256, 1, 10, 10, generator=_gen(3))
+    out = BatchAugment(0.1, False, _gen(4))(x)   # up to 1 px
+    # every output row is an input row (clamped at the border): the value set is kept
+    for i in range(0, 256, 37):
+        assert set(out[i].flatten().tolist()) <= set(x[i].flatten().tolist())
+    assert not torch.equal(out, x)
+
+
+def test_augment_is_reproducible_with_a_seeded_generator():
+    x = torch.rand(32, 1, 8, 8, generator=_gen())
+    a = BatchAugment(0.1, True, _gen(5))(x)
+    b = BatchAugment(0.1, True, _gen(5))(x)
+    c = BatchAugment(0.1, True, _gen(6))(x)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    a2 = make_augment(True, "cpu", seed=3)(x)
+    b2 = make_augment(True, "cpu", seed=3)(x)
+    assert torch.equal(a2, b2)
+
+
+def test_make_augment_values():
+    assert make_augment(False, "cpu") is None
+    assert make_augment(None, "cpu") is None
+    for value, shift, flip in [(True, 0.1, True), ("shift", 0.1, False), ("flip", 0.0, True)]:
+        t = make_augment(value, "cpu", seed=0)
+        assert isinstance(t, BatchAugment)
+        assert (t.shift, t.flip) == (shift, flip)
+    for bad in ["rotate", "SHIFT", 0.5, "true"]:
+        with pytest.raises(ValueError, match="augment"):
+            make_augment(bad, "cpu")
+
+
+# --------------------------------------------------------------- TensorBatches
+def _epoch(batches):
+    return torch.cat([xb for xb, _ in batches])
+
+
+def test_tensor_batches_cover_every_sample_once():
+    n = 300
+    ds = Dataset(torch.arange(n), torch.arange(n) * 10)
+    tb = TensorBatches(ds, batch_size=64, shuffle=True, generator=_gen(0))
+    assert len(tb) == math.ceil(n / 64)
+    sizes, xs = [], []
+    for xb, yb in tb:
+        assert torch.equal(yb, xb * 10)   # X and y stay paired
+        sizes.append(len(xb))
+        xs.append(xb)
+    assert sizes == [64, 64, 64, 64, 44]
+    order = torch.cat(xs)
+    assert torch.equal(torch.sort(order).values, torch.arange(n))
+    assert not torch.equal(order, torch.arange(n))   # actually shuffled
+
+
+def test_tensor_batches_order_changes_between_epochs_and_is_seeded():
+    ds = Dataset(torch.arange(200), torch.zeros(200, dtype=torch.long))
+    tb = TensorBatches(ds, batch_size=32, shuffle=True, generator=_gen(7))
+    e1, e2 = _epoch(tb), _epoch(tb)
+    assert not torch.equal(e1, e2)
+    assert torch.equal(torch.sort(e2).values, torch.arange(200))
+    tb_again = TensorBatches(ds, batch_size=32, shuffle=True, generator=_gen(7))
+    assert torch.equal(_epoch(tb_again), e1)
+    assert torch.equal(_epoch(tb_again), e2)
+
+
+def test_tensor_batches_unshuffled_and_without_y():
+    ds = Dataset(torch.arange(70).float(), None)
+    batches = list(TensorBatches(ds, batch_size=32))
+    assert torch.equal(torch.cat([xb for xb, _ in batches]), torch.arange(70).float())
+    assert [len(yb) for _, yb in batches] == [32, 32, 6]
+
+
+# ---------------------------------------------------------------- the trainer
+def _trainer(module, **kw):
+    kw.setdefault("classes", list(range(10)))
+    kw.setdefault("device", "cpu")
+    kw.setdefault("verbose", 0)
+    return ResBuilderTrainer(module, **kw)
+
+
+def test_get_loss_adds_exactly_the_penalties_in_training(digits):
+    X, y = digits
+    net = _trainer(_net(), morph_strength=1e-4, lasso_strength=3e-5)
+    net.initialize()
+    xb, yb = torch.as_tensor(X[:64]), torch.as_tensor(y[:64])
+    y_pred = net.module_(xb)
+    ce = F.cross_entropy(y_pred, yb)
+    g_m, _ = morphnet_penalty(net.module_, 1e-2)
+    g_l = layer_lasso_penalty(net.module_)
+    assert float(g_m.detach()) > 0 and float(g_l.detach()) > 0
+    train = net.get_loss(y_pred, yb, X=xb, training=True)
+    valid = net.get_loss(y_pred, yb, X=xb, training=False)
+    torch.testing.assert_close(valid, ce)
+    torch.testing.assert_close(train, ce + 1e-4 * g_m + 3e-5 * g_l)
+    assert float((train - valid).detach()) > 1e-3          # the penalties are really in there
+    # penalties off: plain CE in training too
+    plain = _trainer(net.module_)
+    plain.initialize()
+    torch.testing.assert_close(plain.get_loss(y_pred, yb, X=xb, training=True), ce)
+
+
+def test_preprocess_uint8_and_standardisation():
+    g = _gen(1)
+    x8 = torch.randint(0, 256, (5, 3, 6, 6), generator=g, dtype=torch.uint8)
+    mean, std = np.array([0.3, 0.5, 0.1]), np.array([0.2, 0.25, 0.4])
+    net = _trainer(_net(), input_mean=mean, input_std=std)
+    net.initialize()
+    from_u8 = net.preprocess(x8)
+    xf = x8.float() / 255
+    torch.testing.assert_close(from_u8, net.preprocess(xf))
+    expected = (xf - torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)) \
+        / torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    torch.testing.assert_close(from_u8, expected)
+    assert from_u8.dtype == torch.float32
+    # float64 and numpy input become float32 too
+    assert net.preprocess(xf.double()).dtype == torch.float32
+    torch.testing.assert_close(net.preprocess(xf.numpy()), expected)
+    # no stats: only the scaling
+    raw = _trainer(_net())
+    raw.initialize()
+    torch.testing.assert_close(raw.preprocess(x8), xf)
+
+
+def test_infer_augments_only_in_training(digits):
+    X, _ = digits
+    xb = torch.as_tensor(X[:16])
+    net = _trainer(_net(), input_mean=[0.3], input_std=[0.4],
+                   augment=BatchAugment(0.1, True, _gen(0)))
+    net.initialize()
+    with torch.no_grad():
+        net.module_.eval()
+        expected = net.module_((xb - 0.3) / 0.4)
+        torch.testing.assert_close(net.infer(xb), expected)
+        torch.testing.assert_close(net.preprocess(xb, training=False), (xb - 0.3) / 0.4)
+        assert not torch.allclose(net.preprocess(xb, training=True), (xb - 0.3) / 0.4)
+
+
+def _check_bound(net, module, reference_state):
+    assert net.module_ is module
+    for k, v in net.module_.state_dict().items():
+        assert torch.equal(v, reference_state[k]), k
+    opt = {id(p) for group in net.optimizer_.param_groups for p in group["params"]}
+    assert opt == {id(p) for p in net.module_.parameters()}
+
+
+def test_initialize_keeps_trained_weights_and_binds_optimizer(small_data):
+    module = _net(width=8, blocks=1)
+    cfg = TrainConfig(max_epochs=1, augment=False)
+    module = train_one(module, small_data, cfg, regularized=False).module  # "trained"
+    state = copy.deepcopy(module.state_dict())
+    net = _trainer(module, lr=1e-3)
+    net.initialize()
+    _check_bound(net, module, state)
+
+    # After surgery: a new module, a new trainer; the copied weights survive too.
+    grown = insert_block(module, 1, 0, generator=_gen(4))
+    grown_state = copy.deepcopy(grown.state_dict())
+    torch.testing.assert_close(grown.stem.conv.weight, module.stem.conv.weight)
+    net2 = _trainer(grown, lr=1e-3)
+    net2.initialize()
+    _check_bound(net2, grown, grown_state)
+    # ... and the optimizer really trains the new block.
+    new_block = copy.deepcopy(grown.block(1, 0).state_dict())
+    train_one(grown, small_data, cfg, regularized=False)
+    assert not torch.equal(grown.block(1, 0).conv1.weight, new_block["conv1.weight"])
+    assert not torch.equal(grown.block(1, 0).bn2.weight, new_block["bn2.weight"])
+
+
+# ------------------------------------------------------------------ train_one
+def _history_valid_losses(history):
+    return [row["valid_loss"] for row in history if "valid_loss" in row]
+
+
+def test_early_stopping_restores_the_best_epoch(small_data):
+    """lr 0.5 makes the validation loss jump around; the best epoch is restored."""
+    restored_earlier = 0
+    for seed in range(3):
+        cfg = TrainConfig(lr=0.5, patience=2, max_epochs=12, augment=False)
+        res = train_one(_net(seed=seed), small_data, cfg, regularized=False, seed=seed)
+        losses = _history_valid_losses(res.history)
+        assert res.record["epochs"] == len(losses)
+        assert res.record["valid_loss"] == pytest.approx(min(losses), abs=1e-5, rel=1e-5)
+        best = int(np.argmin(losses))
+        if best < len(losses) - 1:
+            restored_earlier += 1
+            assert res.record["stopped"] == "early_stopping"
+            assert len(losses) - 1 - best <= cfg.patience
+            assert res.record["valid_loss"] < losses[-1]
+    assert restored_earlier >= 1, "no run stopped after its best epoch: test is vacuous"
+
+
+@pytest.mark.parametrize("kw", [dict(morph_strength=1e36), dict(lr=1e20)],
+                         ids=["huge_morph_strength", "huge_lr"])
+def test_divergence_stops_cleanly(data, kw):
+    module = _net()
+    start = copy.deepcopy(module.state_dict())
+    cfg = TrainConfig(max_epochs=3, augment=False, **kw)
+    res = train_one(module, data, cfg, regularized=True)
+    assert res.record["stopped"].startswith("diverged")
+    assert all(torch.isfinite(p).all() for p in res.module.parameters())
+    assert all(torch.isfinite(b).all() for b in res.module.buffers() if b.is_floating_point())
+    assert math.isfinite(res.record["valid_loss"])
+    # it diverged in the first epoch: the last good weights are the starting ones
+    assert res.record["epochs"] == 0
+    sd = res.module.state_dict()
+    assert all(torch.equal(sd[k], start[k]) for k in start if k.endswith(("weight", "bias")))
+
+
+def test_exploding_finite_loss_counts_as_divergence(small_data):
+    cfg = TrainConfig(max_epochs=3, augment=False, lr=1e6)
+    res = train_one(_net(), small_data, cfg, regularized=True)
+    assert (res.record["stopped"] or "").startswith("diverged")
+
+
+def test_deadline_in_the_past_trains_nothing(small_data):
+    module = _net()
+    start = copy.deepcopy(module.state_dict())
+    cfg = TrainConfig(max_epochs=5, deadline=time.monotonic())
+    res = train_one(module, small_data, cfg, regularized=True)
+    assert res.record["stopped"] == "max_time"
+    assert res.record["epochs"] == 0
+    assert math.isnan(res.record["train_loss"])
+    assert 0 <= res.record["valid_accuracy"] <= 1 and math.isfinite(res.record["valid_loss"])
+    assert _same_weights(res.module, module) and all(
+        torch.equal(res.module.state_dict()[k], v) for k, v in start.items())
+
+
+def test_deadline_during_training_stops_after_that_epoch(data):
+    offset = 0.3
+    cfg = TrainConfig(max_epochs=500, patience=500, augment=False,
+                      deadline=time.monotonic() + offset)
+    res = train_one(_net(width=16), data, cfg, regularized=False)
+    assert res.record["stopped"] == "max_time"
+    durations = [row["dur"] for row in res.history]
+    assert 1 <= res.record["epochs"] == len(durations) < 500
+    # The deadline is checked after every epoch: all epochs but the last ended before it.
+    assert sum(durations[:-1]) < offset
+
+
+# ------------------------------------------------------------- train_variants
+KEYS = {"valid_accuracy", "train_loss", "valid_loss", "epochs", "seconds"}
+
+
+def test_train_variants_records_and_independence(small_data):
+    module = _net(width=8, blocks=1, seed=3)
+    before = copy.deepcopy(module.state_dict())
+    cfg = TrainConfig(max_epochs=2, augment=True)
+    res = train_variants(module, small_data, cfg, seed=0)
+    assert tuple(res) == VARIANTS == ("with_reg", "no_reg_wi", "no_reg_ri")
+    for name, r in res.items():
+        assert KEYS <= set(r.record), name
+        assert r.record["epochs"] == 2
+        assert 0 <= r.record["valid_accuracy"] <= 1
+        assert r.module is not module
+        assert r.module.architecture == module.architecture
+    # the caller's module is untouched (weights and BN running stats)
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in before.items())
+    assert len({id(r.module) for r in res.values()}) == 3
+
+    # Determinism: same seed -> same records (except wall time) and weights.
+    res2 = train_variants(module, small_data, cfg, seed=0)
+    for name in VARIANTS:
+        a = {k: v for k, v in res[name].record.items() if k != "seconds"}
+        b = {k: v for k, v in res2[name].record.items() if k != "seconds"}
+        assert a == b, name
+        assert _same_weights(res[name].module, res2[name].module), name
+
+
+def test_train_variants_starting_points(small_data):
+    """With the deadline already past nothing trains: the modules are the starts."""
+    module = _net(width=8, blocks=1, seed=3)
+    cfg = TrainConfig(max_epochs=2, deadline=time.monotonic())
+    res = train_variants(module, small_data, cfg, seed=0)
+    assert _same_weights(res["with_reg"].module, module)      # continues from the weights
+    assert _same_weights(res["no_reg_wi"].module, res["with_reg"].module)
+    ri = res["no_reg_ri"].module
+    assert not torch.equal(ri.stem.conv.weight, module.stem.conv.weight)   # fresh init
+    assert not torch.equal(ri.head.weight, module.head.weight)
+    assert all(r.record["stopped"] == "max_time" for r in res.values())
+    # a subset of variants, still in the canonical order
+    only = train_variants(module, small_data, cfg, seed=0, variants=("no_reg_ri", "with_reg"))
+    assert tuple(only) == ("with_reg", "no_reg_ri")
