@@ -184,7 +184,8 @@ class _Search:
             self.current = results["with_reg"].module
             if record["within_budget"]:
                 for v in NO_REG:
-                    self._offer(results[v], step, v, flops)
+                    if v in results:
+                        self._offer(results[v], step, v, flops)
         record["seconds"] = time.perf_counter() - t
         self.history.append(record)
         for cb in self.callbacks:

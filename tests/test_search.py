@@ -516,7 +516,9 @@ def test_max_time_stops_early_and_keeps_records(digits):
     assert 1 <= len(res.history) < planned
     assert res.history[0]["operation"] == "start"
     for r in res.history:
-        assert set(r["scores"]) == set(VARIANTS)
+        # No Reg RI is left out once the deadline has passed (it would be
+        # scored untrained); the other two are always there.
+        assert {"with_reg", "no_reg_wi"} <= set(r["scores"]) <= set(VARIANTS)
         # Nothing is started after the deadline: every record began before it,
         # so its With Reg training ran at least one epoch.
         assert r["scores"]["with_reg"]["epochs"] >= 1
