@@ -33,7 +33,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 

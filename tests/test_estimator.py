@@ -29,19 +29,6 @@ TINY = dict(flop_budget=BUDGET, n_insertions=0, n_morph_steps=0, max_epochs=3,
 VARIANTS = {"with_reg", "no_reg_wi", "no_reg_ri"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run this file's fits on one torch thread.
-
-    The networks here are tiny: a second intra-op thread gains nothing, and on
-    a shared 2-core machine two threads contending with other processes made
-    the same fits 10-50x slower (measured: 6 make_blobs fits 0.6-1.1 s on one
-    thread, 16-46 s on two while another process was training).
-    """
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,6 @@ from sklearn_resbuilder import Architecture, Stage, Stem
 from sklearn_resbuilder.flops import conv_flops, dense_flops, largest_omega, torch_flops
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs: one thread is ~50x faster than two on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _counted(module, x):

@@ -27,13 +27,6 @@ from sklearn_resbuilder.regularizers import (
 TAU = 1e-2  # MorphNet's alive threshold tau_M (the default)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets: one thread is far faster than two on a busy, shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _gen(seed=0):

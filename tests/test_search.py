@@ -39,13 +39,6 @@ SHAPE = (1, 8, 8)
 MINIMAL = Architecture.minimal(SHAPE, 10)  # 3 stages (8x8, 4x4, 2x2), no blocks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs: one thread is faster than two on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

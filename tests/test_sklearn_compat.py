@@ -24,19 +24,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_resbuilder import ResBuilderClassifier
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run this file's fits on one torch thread.
-
-    The networks here are tiny: a second intra-op thread gains nothing, and on
-    a shared 2-core machine two threads contending with other processes made
-    the same fits 10-50x slower (measured: 6 make_blobs fits 0.6-1.1 s on one
-    thread, 16-46 s on two while another process was training).
-    """
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
 
 
 # The config the common checks run on. check_classifiers_train wants training
