@@ -321,7 +321,7 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
     # NeuralNetClassifier adds its cached 'valid_acc' scoring itself.
     callbacks = [
         ("early_stopping", EarlyStopping(monitor="valid_loss", patience=config.patience,
-                                         load_best=True, sink=lambda *a: None)),
+                                         threshold=0.0, load_best=True, sink=lambda *a: None)),
         ("stop", StopTraining(config.deadline)),
     ]
     if config.verbose >= 2:
@@ -347,11 +347,18 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
         net.stop_reason_ = "max_time"
     else:
         net.fit(Dataset(data.X_train, data.y_train), y=None)
-    record = _score(net, data)
-    epochs = [row for row in net.history if "valid_loss" in row]
+    epochs = [row for row in net.history if "valid_loss" in row and "valid_acc" in row]
+    if epochs:
+        # EarlyStopping (threshold 0) restored the first epoch with the lowest
+        # validation loss: its row already holds the restored weights' scores,
+        # so no extra pass over the validation set is needed.
+        best = min(epochs, key=lambda r: r["valid_loss"])
+        record = {"valid_accuracy": float(best["valid_acc"]),
+                  "valid_loss": float(best["valid_loss"]),
+                  "train_loss": float(best["train_loss"])}
+    else:  # nothing finished an epoch (deadline, early divergence): score the start
+        record = {**_score(net, data), "train_loss": float("nan")}
     record["epochs"] = len(epochs)
-    best = min(epochs, key=lambda r: r["valid_loss"]) if epochs else None
-    record["train_loss"] = float(best["train_loss"]) if best else float("nan")
     stopped = getattr(net, "stop_reason_", None)
     if stopped is None and len(epochs) < config.max_epochs:
         stopped = "early_stopping"

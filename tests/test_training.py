@@ -27,6 +27,7 @@ from sklearn_resbuilder.training import (
     TrainConfig,
     TrainingData,
     make_augment,
+    prepare_batch,
     train_one,
     train_variants,
 )
@@ -316,6 +317,15 @@ def test_early_stopping_restores_the_best_epoch(small_data):
             assert res.record["stopped"] == "early_stopping"
             assert len(losses) - 1 - best <= cfg.patience
             assert res.record["valid_loss"] < losses[-1]
+        # The record is read off the history: the returned module must really be
+        # that epoch's network (scored again here from scratch).
+        module = res.module.eval()
+        with torch.no_grad():
+            logits = module(prepare_batch(small_data.X_valid, small_data.mean, small_data.std))
+        assert float(F.cross_entropy(logits, small_data.y_valid)) == pytest.approx(
+            res.record["valid_loss"], rel=1e-4, abs=1e-5)
+        assert float((logits.argmax(1) == small_data.y_valid).float().mean()) == pytest.approx(
+            res.record["valid_accuracy"], abs=1e-6)
     assert restored_earlier >= 1, "no run stopped after its best epoch: test is vacuous"
 
 
