@@ -68,6 +68,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     lr : float, default=1e-3
         Adam learning rate.
     batch_size : int, default=128
+        Training batch size (>= 2: BatchNorm needs two samples).
     max_epochs : int, default=20
         Epochs per training (early stopping on validation loss may stop sooner).
     augment : bool or {"shift", "flip"}, default=True
@@ -135,7 +136,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         "gamma_threshold": [Interval(Real, 0, None, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        # BatchNorm needs two samples per batch in training.
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "augment": ["boolean", StrOptions({"shift", "flip"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],

@@ -112,12 +112,19 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.generator = int(batch_size), shuffle, generator
 
     def __len__(self):
-        return math.ceil(len(self.X) / self.batch_size)
+        n = len(self.X)
+        if self.shuffle and n % self.batch_size == 1 and n > 1:
+            n -= 1
+        return math.ceil(n / self.batch_size)
 
     def __iter__(self):
         n = len(self.X)
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator)
+            if n % self.batch_size == 1 and n > 1:
+                # A last training batch of one sample breaks BatchNorm on 1x1
+                # feature maps; skip it (a different sample each epoch).
+                n -= 1
         for start in range(0, n, self.batch_size):
             if self.shuffle:
                 idx = order[start:start + self.batch_size]

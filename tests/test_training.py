@@ -425,3 +425,22 @@ def test_train_variants_starting_points(small_data):
     # a subset of variants, still in the canonical order
     only = train_variants(module, small_data, cfg, seed=0, variants=("no_reg_ri", "with_reg"))
     assert tuple(only) == ("with_reg", "no_reg_ri")
+
+
+def test_a_last_training_batch_of_one_is_skipped():
+    """BatchNorm cannot train on one sample of a 1x1 feature map; such a tail
+    batch is dropped (shuffled, so a different sample each epoch)."""
+    ds = Dataset(torch.arange(9.0).view(9, 1), torch.arange(9))
+    it = TensorBatches(ds, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0))
+    sizes = [len(xb) for xb, _ in it]
+    assert sizes == [4, 4] and len(it) == 2
+    assert [len(xb) for xb, _ in TensorBatches(ds, batch_size=4)] == [4, 4, 1]  # prediction keeps all
+
+
+def test_resnet18_on_8x8_trains_with_a_tail_batch_of_one(small_data):
+    """8x8 ResNet18 ends on 1x1 maps: a batch of one would crash BatchNorm."""
+    arch = Architecture.resnet18((1, 8, 8), 10)
+    n = len(small_data.X_train)
+    cfg = TrainConfig(max_epochs=1, batch_size=n - 1, augment=False)
+    res = train_one(arch.build(torch.Generator().manual_seed(0)), small_data, cfg, regularized=True)
+    assert res.record["epochs"] == 1
