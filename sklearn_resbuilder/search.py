@@ -267,6 +267,27 @@ def _shallower_for_budget(net, alive_arch, budget):
     return remove_blocks(net, removed), arch, removed
 
 
+def _loop(s: _Search, config: SearchConfig) -> None:
+    """Fig. 3: the start, then n_M times (n_Lambda x (insert, greedy out), morph)."""
+    s.visit(s.current, "start")
+    if s.history[-1]["collapsed"]:
+        s.stopped = "collapsed at start"
+    for _ in range(config.n_morph_steps):
+        if s.stopped:
+            break
+        for _ in range(config.n_insertions):
+            if s.out_of_time():
+                break
+            if s.insert():
+                s.greedy_out()
+        if s.out_of_time():
+            s.stopped = "max_time"
+            break
+        s.morph()
+    if s.out_of_time() and s.stopped is None:
+        s.stopped = "max_time"
+
+
 def run_search(start: Architecture, data: TrainingData, config: SearchConfig | None = None, *,
                seed: int | None = 0, callbacks=()) -> SearchResult:
     """Run the ResBuilder search from ``start`` on ``data``.
@@ -291,32 +312,27 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
         FLOPs), its step/variant/validation accuracy, and the history. The search
         ends with an extra MorphNet step when nothing visited fits the budget,
         so the result never exceeds it. ``max_time`` stops the search between
-        epochs; every finished record is kept.
+        epochs, Ctrl-C (``KeyboardInterrupt``) at once; either way every
+        finished record is kept and ``stopped`` says why.
     """
     config = config or SearchConfig()
     s = _Search(start, data, config, seed, callbacks)
     total = 1 + config.n_morph_steps * (config.n_insertions + 1)
     for cb in s.callbacks:
         cb.on_search_begin(total)
-    s.visit(s.current, "start")
-    if s.history[-1]["collapsed"]:
-        s.stopped = "collapsed at start"
-    for _ in range(config.n_morph_steps):
-        if s.stopped:
-            break
-        for _ in range(config.n_insertions):
-            if s.out_of_time():
-                break
-            if s.insert():
-                s.greedy_out()
-        if s.out_of_time():
-            s.stopped = "max_time"
-            break
-        s.morph()
-    if s.out_of_time() and s.stopped is None:
-        s.stopped = "max_time"
+    try:
+        _loop(s, config)
+    except KeyboardInterrupt:
+        # Ctrl-C ends the search, not the fit: every finished record is kept
+        # and the best network so far is returned.
+        s.stopped = "interrupted"
+        if not s.history:
+            raise
     if s.best is None and s.history:
-        # Nothing within budget yet: one more MorphNet step makes it fit.
+        # Nothing within budget yet: one more MorphNet step makes it fit
+        # (quickly after an interrupt or past max_time: nothing left to train).
+        if s.stopped == "interrupted":
+            s.train_config = replace(s.train_config, deadline=time.monotonic())
         s.morph()
     result = s.result()
     for cb in s.callbacks:

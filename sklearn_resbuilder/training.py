@@ -11,8 +11,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -353,7 +356,12 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
         net.initialize()
         net.stop_reason_ = "max_time"
     else:
-        net.fit(Dataset(data.X_train, data.y_train), y=None)
+        with _catch_ctrl_c() as pressed:
+            net.fit(Dataset(data.X_train, data.y_train), y=None)
+        if pressed:
+            # skorch's partial_fit swallows KeyboardInterrupt (its own way to
+            # stop a training); a user's Ctrl-C must end the search instead.
+            raise KeyboardInterrupt
     epochs = [row for row in net.history if "valid_loss" in row and "valid_acc" in row]
     if epochs:
         # EarlyStopping (threshold 0) restored the first epoch with the lowest
@@ -384,6 +392,30 @@ def _score(net: ResBuilderTrainer, data: TrainingData) -> dict:
     loss = float(F.cross_entropy(logits.float(), y))
     acc = float((logits.argmax(1) == y).float().mean())
     return {"valid_accuracy": acc, "valid_loss": loss}
+
+
+@contextlib.contextmanager
+def _catch_ctrl_c():
+    """Notes whether SIGINT arrived (main thread only; elsewhere a no-op).
+
+    Yields a list that is non-empty after a Ctrl-C; the usual
+    KeyboardInterrupt is still raised.
+    """
+    pressed: list = []
+    old = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(old):
+        yield pressed
+        return
+
+    def handler(signum, frame):
+        pressed.append(True)
+        old(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _past(deadline) -> bool:

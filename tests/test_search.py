@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
+import signal
 import re
 import time
 from collections import Counter
@@ -517,3 +519,41 @@ def test_max_time_stops_early_and_keeps_records(digits):
         assert r["scores"]["with_reg"]["epochs"] >= 1
     assert res.best_step is not None and res.best_variant in NO_REG
     assert wall < 30 and res.search_time < 30
+
+
+# ------------------------------------------------------------------ Ctrl-C
+def test_ctrl_c_ends_the_search_and_keeps_finished_work(digits, monkeypatch):
+    """skorch's partial_fit swallows KeyboardInterrupt; train_one passes a user's
+    Ctrl-C on, and the search stops with every finished record and a result."""
+    from sklearn_resbuilder import training
+
+    calls = {"n": 0}
+    real = training.StopTraining.on_epoch_end
+
+    def interrupt_in_fifth_training(self, net, **kwargs):
+        real(self, net, **kwargs)
+        if net.history[-1, "epoch"] == 1:
+            calls["n"] += 1
+            if calls["n"] == 5:  # during the 2nd architecture's 2nd variant
+                os.kill(os.getpid(), signal.SIGINT)  # a user's Ctrl-C
+
+    monkeypatch.setattr(training.StopTraining, "on_epoch_end", interrupt_in_fifth_training)
+    t = time.perf_counter()
+    res = run_search(MINIMAL, digits, _tiny(), seed=0)
+    assert res.stopped == "interrupted"
+    assert len(res.history) >= 1 and res.history[0]["operation"] == "start"
+    assert calls["n"] == 5  # nothing trained on after the interrupt but the final fit-to-budget
+    assert res.best_module is not None
+    assert res.best_architecture.flops() <= _tiny().flop_budget
+    assert time.perf_counter() - t < 60
+
+
+def test_ctrl_c_before_anything_finished_propagates(digits, monkeypatch):
+    from sklearn_resbuilder import training
+
+    def interrupt(self, net, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(training.StopTraining, "on_epoch_end", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(MINIMAL, digits, _tiny(), seed=0)
