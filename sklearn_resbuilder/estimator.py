@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -113,7 +114,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     search_time_ : float
         Seconds spent in the search.
     stopped_ : str or None
-        Why the search ended early ("max_time", ...), None if it ran out.
+        Why the search ended early: "max_time", "interrupted" (Ctrl-C during
+        ``fit``, which then returns the best network so far) or "collapsed at
+        start"; None if it ran all its steps.
 
     Examples
     --------
@@ -228,6 +231,13 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
                 "every training of the search collapsed (diverging loss or all channels "
                 f"of a stream dead; see the {len(result.history)} records of the search): "
                 "lower morph_strength, lasso_strength or lr")
+        best = result.history[result.best_step]["scores"]
+        if best[result.best_variant]["epochs"] == 0 and best["with_reg"]["epochs"] == 0:
+            warnings.warn(
+                f"the search stopped ({result.stopped}) before any architecture within "
+                f"flop_budget={self.flop_budget:,.0f} was trained: the returned network "
+                "was resized to the budget but not trained since. Raise max_time, or start "
+                "from a cheaper network.", UserWarning, stacklevel=2)
         self.classes_ = classes
         self.input_shape_ = input_shape
         self.n_features_in_ = int(math.prod(input_shape))

@@ -424,3 +424,22 @@ def test_max_time_stops_the_search_with_a_usable_model(digits):
     assert set(pred) <= set(clf.classes_)
     np.testing.assert_allclose(clf.predict_proba(Xte).sum(axis=1), 1.0, atol=1e-5)
     assert 0.0 <= clf.score(Xte, yte) <= 1.0
+
+
+def test_warns_when_time_ran_out_before_anything_within_budget_trained():
+    """A start above the budget and no time: the result fits the budget (a final
+    MorphNet step) but is untrained, and the user is told so."""
+    X, y = _X()
+    wide = Architecture.minimal((1, 8, 8), 10, width=64)
+    assert wide.flops() > 2e4
+    clf = ResBuilderClassifier(**{**TINY, "flop_budget": 2e4, "start": wide, "max_time": 1e-3})
+    with pytest.warns(UserWarning, match="not trained"):
+        clf.fit(X, y)
+    assert clf.best_architecture_.flops() <= 2e4
+    assert clf.stopped_ == "max_time"
+
+
+def test_no_warning_for_a_normal_fit(recwarn):
+    X, y = _X()
+    ResBuilderClassifier(**TINY).fit(X, y)
+    assert not [w for w in recwarn if "not trained" in str(w.message)]
