@@ -16,7 +16,6 @@ import pytest
 import torch
 from sklearn.datasets import load_digits, make_classification
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import train_test_split
 
 import sklearn_resbuilder.estimator as estimator_module
 from sklearn_resbuilder import Architecture, ResBuilderClassifier
@@ -27,14 +26,6 @@ BUDGET = 2e5
 TINY = dict(flop_budget=BUDGET, n_insertions=0, n_morph_steps=0, max_epochs=3,
             lr=1e-2, augment=False, random_state=0)
 VARIANTS = {"with_reg", "no_reg_wi", "no_reg_ri"}
-
-
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
 
 
 @pytest.fixture(scope="module")

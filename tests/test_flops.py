@@ -14,8 +14,6 @@ from sklearn_resbuilder import Architecture, Stage, Stem
 from sklearn_resbuilder.flops import conv_flops, dense_flops, largest_omega, torch_flops
 
 
-
-
 def _counted(module, x):
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         module(x)

@@ -26,8 +26,6 @@ from sklearn_resbuilder.network import (
 )
 
 
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

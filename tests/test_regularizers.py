@@ -27,8 +27,6 @@ from sklearn_resbuilder.regularizers import (
 TAU = 1e-2  # MorphNet's alive threshold tau_M (the default)
 
 
-
-
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 

@@ -41,8 +41,6 @@ SHAPE = (1, 8, 8)
 MINIMAL = Architecture.minimal(SHAPE, 10)  # 3 stages (8x8, 4x4, 2x2), no blocks
 
 
-
-
 @pytest.fixture(scope="module")
 def digits():
     X, y = load_digits(return_X_y=True)

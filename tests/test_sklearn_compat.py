@@ -16,14 +16,12 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
-from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_resbuilder import ResBuilderClassifier
-
-
 
 
 # The config the common checks run on. check_classifiers_train wants training
@@ -61,12 +59,6 @@ def test_sklearn_common_checks(estimator, check):
 
 TINY = dict(flop_budget=2e5, n_insertions=0, n_morph_steps=0, max_epochs=3, lr=1e-2,
             augment=False, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
 
 
 @pytest.fixture(scope="module")

@@ -33,9 +33,6 @@ from sklearn_resbuilder.training import (
 )
 
 
-
-
-
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
