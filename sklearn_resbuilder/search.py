@@ -68,6 +68,10 @@ class SearchCallback:
     def on_search_begin(self, total: int) -> None:
         """``total``: the number of architectures the full loop plans to train."""
 
+    def on_resume(self, history: list) -> None:
+        """Called after ``on_search_begin`` when a checkpoint was resumed, with
+        the records it already holds."""
+
     def on_record(self, record: dict) -> None:
         """Called after each architecture is recorded in the history."""
 
@@ -85,6 +89,11 @@ class TqdmProgress(SearchCallback):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total, desc="ResBuilder", unit="arch", file=self.file)
+
+    def on_resume(self, history):
+        self.bar.write(f"resumed from a checkpoint with {len(history)} architectures",
+                       file=self.file)
+        self.bar.update(len(history))
 
     def on_record(self, record):
         self.bar.write(format_record(record), file=self.file)
@@ -117,19 +126,30 @@ class _Search:
     """State of one run; :func:`run_search` is the public entry point."""
 
     def __init__(self, start: Architecture, data: TrainingData, config: SearchConfig,
-                 seed, callbacks):
+                 seed, callbacks, checkpoint=None, state=None):
         self.config = config
-        self.data = data
+        self.data = data.to(config.train.device)  # once, not per batch
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.callbacks = list(callbacks)
+        self.checkpoint = checkpoint
         self.t0 = time.monotonic()
         self.deadline = None if config.max_time is None else self.t0 + float(config.max_time)
         self.train_config = replace(config.train, deadline=self.deadline)
         self.history: list[dict] = []
         self.visited: set[Architecture] = set()
-        self.best = None  # (accuracy, -flops, step, variant, module)
-        self.current = ResBuilderNet(start, generator=self._torch_gen()).to(config.train.device)
+        self.best = None  # ((accuracy, -flops), step, variant, module)
+        self.plan = _plan(config)
+        self.pos = 0  # index in self.plan of the next operation
+        self.inserted = False  # did the last "insert" train a network?
+        self.complete = False
+        self.elapsed_before = 0.0  # search seconds of earlier, resumed fits
         self.stopped = None
+        if state is not None:
+            self._restore(state)
+        else:
+            self.current = ResBuilderNet(start, generator=self._torch_gen()).to(
+                config.train.device)
 
     # ---------------------------------------------------------------- helpers
     def _torch_gen(self) -> torch.Generator:
@@ -161,6 +181,10 @@ class _Search:
         self.visited.add(arch)
         seed = int(self.rng.integers(2**31 - 1))
         results = train_variants(net, self.data, self.train_config, seed=seed)
+        smallest = min((r.record.get("batch_size", self.train_config.batch_size)
+                        for r in results.values()), default=self.train_config.batch_size)
+        if smallest < self.train_config.batch_size:  # out of memory: keep it halved
+            self.train_config = replace(self.train_config, batch_size=smallest)
         collapsed = self._collapse_reason(results)
         step = len(self.history)
         flops = arch.flops()
@@ -242,12 +266,60 @@ class _Search:
         self.visit(net, "morph", omega=float(omega), removed=dead)
 
     def result(self) -> SearchResult:
+        seconds = self.elapsed_before + time.monotonic() - self.t0
         if self.best is None:
-            return SearchResult(None, None, None, None, None, self.history,
-                                time.monotonic() - self.t0, self.stopped)
+            return SearchResult(None, None, None, None, None, self.history, seconds,
+                                self.stopped)
         (acc, _), step, variant, module = self.best
         return SearchResult(module.architecture, module, step, variant, acc, self.history,
-                            time.monotonic() - self.t0, self.stopped)
+                            seconds, self.stopped)
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        """Write the state after the last finished operation (atomic)."""
+        if self.checkpoint is None:
+            return
+        meta = {
+            "history": self.history, "pos": self.pos, "inserted": self.inserted,
+            "rng": self.rng.bit_generator.state, "complete": self.complete,
+            "stopped": self.stopped, "seed": self.seed,
+            "elapsed": self.elapsed_before + time.monotonic() - self.t0,
+            "current": self.current.architecture.to_dict(), "best": None,
+            "batch_size": self.train_config.batch_size,
+        }
+        tensors = {"current": _cpu_state(self.current)}
+        if self.best is not None:
+            (acc, neg_flops), step, variant, module = self.best
+            meta["best"] = {"accuracy": acc, "flops": -neg_flops, "step": step,
+                            "variant": variant, "architecture": module.architecture.to_dict()}
+            tensors["best"] = _cpu_state(module)
+        self.checkpoint.save(meta, tensors)
+
+    def _restore(self, state: dict) -> None:
+        device = self.config.train.device
+        self.history = list(state["history"])
+        self.visited = {Architecture.from_dict(r["architecture"]) for r in self.history}
+        self.rng.bit_generator.state = state["rng"]
+        self.pos, self.inserted = int(state["pos"]), bool(state["inserted"])
+        self.complete, self.stopped = bool(state["complete"]), state["stopped"]
+        self.elapsed_before = float(state["elapsed"])
+        # An OOM-halved batch size stays halved.
+        self.train_config = replace(self.train_config, batch_size=int(state["batch_size"]))
+        self.current = _load_net(state["current"], state["tensors"]["current"], device)
+        if state["best"] is not None:
+            b = state["best"]
+            module = _load_net(b["architecture"], state["tensors"]["best"], device)
+            self.best = ((b["accuracy"], -b["flops"]), b["step"], b["variant"], module)
+
+
+def _cpu_state(module) -> dict:
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def _load_net(arch: dict, weights: dict, device) -> ResBuilderNet:
+    net = ResBuilderNet(Architecture.from_dict(arch))
+    net.load_state_dict(weights)
+    return net.to(device)
 
 
 def _shallower_for_budget(net, alive_arch, budget):
@@ -267,29 +339,44 @@ def _shallower_for_budget(net, alive_arch, budget):
     return remove_blocks(net, removed), arch, removed
 
 
-def _loop(s: _Search, config: SearchConfig) -> None:
-    """Fig. 3: the start, then n_M times (n_Lambda x (insert, greedy out), morph)."""
-    s.visit(s.current, "start")
-    if s.history[-1]["collapsed"]:
-        s.stopped = "collapsed at start"
-    for _ in range(config.n_morph_steps):
-        if s.stopped:
-            break
-        for _ in range(config.n_insertions):
-            if s.out_of_time():
-                break
-            if s.insert():
-                s.greedy_out()
-        if s.out_of_time():
+def _plan(config: SearchConfig) -> list[str]:
+    """Fig. 3 as a flat list of operations, so a checkpoint can say where it stopped:
+    the start, then n_M times (n_Lambda x (insert, greedy out), morph)."""
+    return ["start"] + (["insert", "greedy_out"] * config.n_insertions + ["morph"]) \
+        * config.n_morph_steps
+
+
+def _step(s: _Search, op: str) -> None:
+    if op == "start":
+        if not s.visit(s.current, "start"):
+            s.stopped = "collapsed at start"
+    elif op == "insert":
+        s.inserted = s.insert()
+    elif op == "greedy_out":
+        if s.inserted:  # nothing new was trained since the last greedy out
+            s.greedy_out()
+    else:
+        s.morph()
+
+
+def _loop(s: _Search) -> None:
+    """Run the plan from ``s.pos``; checkpoint after every trained architecture."""
+    while s.pos < len(s.plan) and not s.stopped:
+        if s.pos > 0 and s.out_of_time():  # the start is always recorded
             s.stopped = "max_time"
             break
-        s.morph()
-    if s.out_of_time() and s.stopped is None:
+        n = len(s.history)
+        _step(s, s.plan[s.pos])
+        s.pos += 1
+        if len(s.history) > n:
+            s.save()
+    if s.stopped is None and s.out_of_time():
         s.stopped = "max_time"
 
 
 def run_search(start: Architecture, data: TrainingData, config: SearchConfig | None = None, *,
-               seed: int | None = 0, callbacks=()) -> SearchResult:
+               seed: int | None = 0, callbacks=(), checkpoint=None,
+               resume: dict | None = None) -> SearchResult:
     """Run the ResBuilder search from ``start`` on ``data``.
 
     Parameters
@@ -304,6 +391,12 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
     seed : int or None
         Drives every random choice (insertions, inits, shuffling, augmentation).
     callbacks : list of SearchCallback
+    checkpoint : SearchCheckpoint, optional
+        Written after every trained architecture and when the search ends.
+    resume : dict, optional
+        A state from ``checkpoint.load()``: the search goes on after its last
+        finished architecture, exactly as an uninterrupted run would (same
+        ``seed``); a finished search returns its result without training.
 
     Returns
     -------
@@ -316,15 +409,27 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
         finished record is kept and ``stopped`` says why.
     """
     config = config or SearchConfig()
-    s = _Search(start, data, config, seed, callbacks)
+    s = _Search(start, data, config, seed, callbacks, checkpoint, resume)
+    # Greedy out trains only when a block dies: not counted in the plan's total.
     total = 1 + config.n_morph_steps * (config.n_insertions + 1)
     for cb in s.callbacks:
         cb.on_search_begin(total)
+        if resume is not None:
+            cb.on_resume(s.history)
+    if not s.complete:
+        _run(s)
+    result = s.result()
+    for cb in s.callbacks:
+        cb.on_search_end(result)
+    return result
+
+
+def _run(s: _Search) -> None:
     try:
-        _loop(s, config)
+        _loop(s)
     except KeyboardInterrupt:
         # Ctrl-C ends the search, not the fit: every finished record is kept
-        # and the best network so far is returned.
+        # (and, with a checkpoint, on disk) and the best network so far returned.
         s.stopped = "interrupted"
         if not s.history:
             raise
@@ -334,7 +439,9 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
         if s.stopped == "interrupted":
             s.train_config = replace(s.train_config, deadline=time.monotonic())
         s.morph()
-    result = s.result()
-    for cb in s.callbacks:
-        cb.on_search_end(result)
-    return result
+    if s.stopped in (None, "collapsed at start"):
+        # Finished: a later fit on the same checkpoint returns this result at once.
+        # An early stop is not: the extra MorphNet step above is left out of
+        # the checkpoint, and a later fit resumes the plan where it stopped.
+        s.complete = True
+        s.save()

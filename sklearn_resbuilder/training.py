@@ -17,7 +17,8 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -130,7 +131,7 @@ class TensorBatches:
                 n -= 1
         for start in range(0, n, self.batch_size):
             if self.shuffle:
-                idx = order[start:start + self.batch_size]
+                idx = order[start:start + self.batch_size].to(self.X.device)
                 xb = self.X[idx]
                 yb = self.y[idx] if self.y is not None else torch.zeros(len(idx))
             else:
@@ -228,12 +229,20 @@ class ResBuilderTrainer(NeuralNetClassifier):
         Per-channel standardisation (computed on the training split).
     augment : torchvision transform or None
         Applied to training batches only, after standardisation.
+    mixed_precision : bool
+        Forward passes under ``torch.autocast`` (bfloat16) on the trainer's
+        device; the logits come back as float32, so the loss, the penalties
+        and the weights stay float32.
+    channels_last : bool
+        Feed batches in channels-last memory format (the module should be
+        converted too): faster convolutions on CUDA tensor cores.
     **kwargs
         Passed to ``skorch.NeuralNetClassifier``.
     """
 
     def __init__(self, module, *, morph_strength=0.0, lasso_strength=0.0, gamma_threshold=1e-2,
-                 input_mean=None, input_std=None, augment=None, **kwargs):
+                 input_mean=None, input_std=None, augment=None, mixed_precision=False,
+                 channels_last=False, **kwargs):
         # Set before skorch's __init__: afterwards skorch refuses plain attributes
         # holding torch modules (the augmentation is a v2.Transform).
         self.morph_strength = morph_strength
@@ -242,6 +251,8 @@ class ResBuilderTrainer(NeuralNetClassifier):
         self.input_mean = input_mean
         self.input_std = input_std
         self.augment = augment
+        self.mixed_precision = mixed_precision
+        self.channels_last = channels_last
         kwargs.setdefault("criterion", nn.CrossEntropyLoss)
         kwargs.setdefault("optimizer", torch.optim.Adam)
         super().__init__(module, **kwargs)
@@ -263,7 +274,14 @@ class ResBuilderTrainer(NeuralNetClassifier):
         return x
 
     def infer(self, x, **fit_params):
-        return super().infer(self.preprocess(x, training=self.module_.training), **fit_params)
+        x = self.preprocess(x, training=self.module_.training)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if not self.mixed_precision:
+            return super().infer(x, **fit_params)
+        with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16):
+            out = super().infer(x, **fit_params)
+        return out.float()
 
 
 # ------------------------------------------------------------ data & config
@@ -289,6 +307,36 @@ class TrainingData:
         return cls(t(X_train), t(y_train, torch.long), t(X_valid), t(y_valid, torch.long),
                    np.asarray(mean, np.float32), np.asarray(std, np.float32))
 
+    @property
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement()
+                   for t in (self.X_train, self.y_train, self.X_valid, self.y_valid))
+
+    def to(self, device, max_fraction: float = 0.5) -> "TrainingData":
+        """The same data on ``device``, moved once (uint8 stays uint8: 4x less
+        to hold and to copy than float32).
+
+        On CUDA the data moves only when it takes at most ``max_fraction`` of
+        the free GPU memory; otherwise it stays in (pinned) host memory and
+        each batch is copied as it is used.
+        """
+        device = torch.device(device)
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if self.nbytes > max_fraction * free:
+                warnings.warn(
+                    f"the training data ({self.nbytes / 2**20:,.0f} MiB) does not fit in "
+                    f"{max_fraction:.0%} of the free GPU memory ({free / 2**20:,.0f} MiB): "
+                    "it stays in host memory, and batches are copied as they are used",
+                    UserWarning, stacklevel=2)
+                device = torch.device("cpu")
+                pin = lambda t: t.pin_memory()  # noqa: E731
+                return replace(self, X_train=pin(self.X_train), X_valid=pin(self.X_valid))
+        if self.X_train.device == device:
+            return self
+        return replace(self, X_train=self.X_train.to(device), y_train=self.y_train.to(device),
+                       X_valid=self.X_valid.to(device), y_valid=self.y_valid.to(device))
+
 
 @dataclass
 class TrainConfig:
@@ -306,6 +354,8 @@ class TrainConfig:
     device: str = "cpu"
     deadline: float | None = None  # time.monotonic() value
     verbose: int = 0
+    mixed_precision: bool = False
+    channels_last: bool | None = None  # None: on CUDA only
 
 
 @dataclass
@@ -323,45 +373,37 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
 
     The record holds ``valid_accuracy`` and ``valid_loss`` of the restored best
     epoch (evaluated after training), ``train_loss`` of that epoch (including
-    the penalties when ``regularized``), ``epochs`` run, ``seconds`` and
-    ``stopped`` (None, "early_stopping", "max_time" or "diverged: ...").
+    the penalties when ``regularized``), ``epochs`` run, ``seconds``,
+    ``stopped`` (None, "early_stopping", "max_time" or "diverged: ...") and
+    ``batch_size`` (halved from ``config.batch_size`` after each out-of-memory
+    error, with a warning; the training restarts from its start weights).
     """
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    # NeuralNetClassifier adds its cached 'valid_acc' scoring itself.
-    callbacks = [
-        ("early_stopping", EarlyStopping(monitor="valid_loss", patience=config.patience,
-                                         threshold=0.0, load_best=True, sink=lambda *a: None)),
-        ("stop", StopTraining(config.deadline)),
-    ]
-    if config.verbose >= 2:
-        callbacks.append(("progress", ProgressBar()))
-    net = ResBuilderTrainer(
-        module,
-        morph_strength=config.morph_strength if regularized else 0.0,
-        lasso_strength=config.lasso_strength if regularized else 0.0,
-        gamma_threshold=config.gamma_threshold,
-        input_mean=data.mean, input_std=data.std,
-        augment=make_augment(config.augment, config.device, seed),
-        lr=config.lr, batch_size=config.batch_size, max_epochs=config.max_epochs,
-        optimizer__weight_decay=config.weight_decay,
-        iterator_train=TensorBatches, iterator_valid=TensorBatches,
-        iterator_train__shuffle=True,
-        iterator_train__generator=torch.Generator().manual_seed(seed),
-        train_split=predefined_split(Dataset(data.X_valid, data.y_valid)),
-        callbacks=callbacks, device=config.device, verbose=0,
-        classes=list(range(module.architecture.n_classes)),
-    )
-    if config.deadline is not None and time.monotonic() >= config.deadline:
-        net.initialize()
-        net.stop_reason_ = "max_time"
-    else:
-        with _catch_ctrl_c() as pressed:
-            net.fit(Dataset(data.X_train, data.y_train), y=None)
-        if pressed:
-            # skorch's partial_fit swallows KeyboardInterrupt (its own way to
-            # stop a training); a user's Ctrl-C must end the search instead.
-            raise KeyboardInterrupt
+    batch_size = config.batch_size
+    channels_last = (config.channels_last if config.channels_last is not None
+                     else str(config.device).startswith("cuda"))
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    start = copy.deepcopy(module.state_dict())
+    while True:
+        try:
+            net = _fit(module, data, config, regularized, seed, batch_size, channels_last)
+            break
+        except torch.OutOfMemoryError as exc:
+            if batch_size <= 2:
+                raise torch.OutOfMemoryError(
+                    f"out of memory on {config.device} even with batch_size=2 for a network "
+                    f"of {module.architecture.flops():,} FLOPs per image: use a smaller "
+                    "start network or flop_budget, or device='cpu'") from exc
+            # Retry the whole training from its start weights with half the batch.
+            warnings.warn(f"out of memory on {config.device} with batch_size={batch_size}: "
+                          f"retrying with batch_size={batch_size // 2}", UserWarning,
+                          stacklevel=2)
+            batch_size //= 2
+            del exc
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            module.load_state_dict(start)
     epochs = [row for row in net.history if "valid_loss" in row and "valid_acc" in row]
     if epochs:
         # EarlyStopping (threshold 0) restored the first epoch with the lowest
@@ -378,8 +420,50 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
     if stopped is None and len(epochs) < config.max_epochs:
         stopped = "early_stopping"
     record["stopped"] = stopped
+    record["batch_size"] = batch_size
     record["seconds"] = time.perf_counter() - t0
     return TrainResult(net.module_, record, net.history)
+
+
+def _fit(module, data, config, regularized, seed, batch_size, channels_last):
+    """Build the skorch trainer for one training and run it (unless past the deadline)."""
+    torch.manual_seed(seed)
+    # NeuralNetClassifier adds its cached 'valid_acc' scoring itself.
+    callbacks = [
+        ("early_stopping", EarlyStopping(monitor="valid_loss", patience=config.patience,
+                                         threshold=0.0, load_best=True, sink=lambda *a: None)),
+        ("stop", StopTraining(config.deadline)),
+    ]
+    if config.verbose >= 2:
+        callbacks.append(("progress", ProgressBar()))
+    net = ResBuilderTrainer(
+        module,
+        morph_strength=config.morph_strength if regularized else 0.0,
+        lasso_strength=config.lasso_strength if regularized else 0.0,
+        gamma_threshold=config.gamma_threshold,
+        input_mean=data.mean, input_std=data.std,
+        augment=make_augment(config.augment, config.device, seed),
+        mixed_precision=config.mixed_precision, channels_last=channels_last,
+        lr=config.lr, batch_size=batch_size, max_epochs=config.max_epochs,
+        optimizer__weight_decay=config.weight_decay,
+        iterator_train=TensorBatches, iterator_valid=TensorBatches,
+        iterator_train__shuffle=True,
+        iterator_train__generator=torch.Generator().manual_seed(seed),
+        train_split=predefined_split(Dataset(data.X_valid, data.y_valid)),
+        callbacks=callbacks, device=config.device, verbose=0,
+        classes=list(range(module.architecture.n_classes)),
+    )
+    if config.deadline is not None and time.monotonic() >= config.deadline:
+        net.initialize()
+        net.stop_reason_ = "max_time"
+        return net
+    with _catch_ctrl_c() as pressed:
+        net.fit(Dataset(data.X_train, data.y_train), y=None)
+    if pressed:
+        # skorch's partial_fit swallows KeyboardInterrupt (its own way to
+        # stop a training); a user's Ctrl-C must end the search instead.
+        raise KeyboardInterrupt
+    return net
 
 
 @torch.no_grad()
@@ -438,9 +522,12 @@ def train_variants(module: ResBuilderNet, data: TrainingData, config: TrainConfi
     if "with_reg" in variants or "no_reg_wi" in variants:
         start = copy.deepcopy(module)
         results["with_reg"] = train_one(start, data, config, regularized=True, seed=seed)
+        # A batch halved for lack of memory stays halved.
+        config = replace(config, batch_size=results["with_reg"].record["batch_size"])
     if "no_reg_wi" in variants:
         wi = copy.deepcopy(results["with_reg"].module)
         results["no_reg_wi"] = train_one(wi, data, config, regularized=False, seed=seed + 1)
+        config = replace(config, batch_size=results["no_reg_wi"].record["batch_size"])
     if "no_reg_ri" in variants and not _past(config.deadline):
         # Past the deadline a fresh init would be scored untrained (chance
         # level): that is no finished work, so the variant is left out.
