@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -15,6 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted, column_or_1d
 
 from .architecture import Architecture
+from .checkpoint import SearchCheckpoint, data_fingerprint, params_fingerprint
 from .data import channel_stats, check_labels, check_same_shape, to_images, validation_split
 from .search import SearchConfig, TqdmProgress, run_search
 from .training import TrainConfig, TrainingData, prepare_batch
@@ -32,6 +34,13 @@ def resolve_device(device) -> str:
         raise ValueError(f"device={device!r} but CUDA is not available on this machine; "
                          "use device='cpu' or 'auto'")
     return device
+
+
+def resolve_mixed_precision(mixed_precision, device) -> bool:
+    """``"auto"`` -> bfloat16 autocast on CUDA only (CPU bf16 kernels are slower)."""
+    if mixed_precision == "auto":
+        return str(device).startswith("cuda")
+    return bool(mixed_precision)
 
 
 class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
@@ -84,9 +93,30 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     device : str, default="auto"
         "auto" (CUDA when available), "cpu" or "cuda[:i]".
     max_time : float, default=None
-        Wall-clock limit of the search in seconds, checked between epochs; the
-        best network found so far is kept.
+        Wall-clock limit of the search in seconds (per call of ``fit``), checked
+        between epochs; the best network found so far is kept. With
+        ``checkpoint_dir``, the next ``fit`` goes on where this one stopped.
+    checkpoint_dir : str or path-like, default=None
+        Directory for a resumable search: after every trained architecture the
+        history, the random state and the current and best weights are written
+        there atomically (``search-NNNN.ckpt``, the newest two kept, plus a
+        readable ``history.json``). ``fit`` with the same directory, data and
+        parameters resumes after the last finished architecture and repeats
+        nothing; a finished search is restored without training. Other data or
+        parameters raise a ``ValueError`` (``verbose``, ``max_time``, ``device``
+        and ``mixed_precision`` may change between calls). Give each fit its
+        own directory: not for use inside cross-validation.
+    overwrite_checkpoint : bool, default=False
+        Discard a checkpoint in ``checkpoint_dir`` that belongs to other data
+        or parameters instead of raising.
+    mixed_precision : bool or "auto", default="auto"
+        Train under ``torch.autocast`` with bfloat16 (weights, penalties and
+        the loss stay float32). "auto" turns it on for CUDA devices only.
+        Prediction always runs in float32.
     random_state : int, RandomState instance or None, default=None
+        Seeds every random choice (validation split, insertions, inits,
+        shuffling, augmentation). On a CPU the same seed gives the same
+        ``history_`` and model; CUDA kernels are not bitwise reproducible.
     verbose : int, default=0
         0 silent, 1 a progress bar and a line per architecture, 2 also a bar
         per training.
@@ -94,8 +124,12 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
+        The labels seen in ``fit``, sorted; ``predict`` returns these.
     n_features_in_ : int
         Values per image, ``C * H * W``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names of ``X`` in ``fit``; set only when ``X`` was a
+        DataFrame with string column names (checked again at predict time).
     input_shape_ : tuple
         ``(C, H, W)`` of the training images.
     best_architecture_ : Architecture
@@ -103,6 +137,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     best_step_ : int
         Its index in ``history_``.
     best_variant_ : {"no_reg_wi", "no_reg_ri"}
+        Which No Reg training of that architecture ``module_`` is: from the
+        With Reg weights (WI) or from a fresh init (RI).
     best_score_ : float
         Its validation accuracy.
     history_ : list of dict
@@ -147,6 +183,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         "image_shape": [tuple, list, None],
         "device": [str, torch.device],
         "max_time": [Interval(Real, 0, None, closed="neither"), None],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "overwrite_checkpoint": ["boolean"],
+        "mixed_precision": ["boolean", StrOptions({"auto"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -155,7 +194,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
                  morph_strength=1e-7, lasso_strength=1e-8, lasso_threshold=1e-3,
                  gamma_threshold=1e-2, weight_decay=1e-5, lr=1e-3, batch_size=128,
                  max_epochs=20, augment=True, validation_fraction=0.1, image_shape=None,
-                 device="auto", max_time=None, random_state=None, verbose=0):
+                 device="auto", max_time=None, checkpoint_dir=None, overwrite_checkpoint=False,
+                 mixed_precision="auto", random_state=None, verbose=0):
         self.flop_budget = flop_budget
         self.start = start
         self.n_insertions = n_insertions
@@ -173,6 +213,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self.image_shape = image_shape
         self.device = device
         self.max_time = max_time
+        self.checkpoint_dir = checkpoint_dir
+        self.overwrite_checkpoint = overwrite_checkpoint
+        self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose
 
@@ -209,6 +252,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
                 f"{input_shape} images ({narrow.flops():,} FLOPs: no blocks, every width 1)")
         rs = check_random_state(self.random_state)
         seed = int(rs.randint(2**31 - 1))
+        checkpoint, resume = self._open_checkpoint(images, y_enc, classes)
+        if resume is not None:
+            seed = int(resume["seed"])  # the same validation split as before
         train_idx, valid_idx = validation_split(y_enc, self.validation_fraction, seed,
                                                 classes=classes)
         mean, std = channel_stats(images[train_idx])
@@ -222,9 +268,11 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
                 morph_strength=self.morph_strength, lasso_strength=self.lasso_strength,
                 gamma_threshold=self.gamma_threshold, weight_decay=self.weight_decay,
                 lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
-                augment=self.augment, device=device, verbose=self.verbose))
+                augment=self.augment, device=device, verbose=self.verbose,
+                mixed_precision=resolve_mixed_precision(self.mixed_precision, device)))
         callbacks = [TqdmProgress()] if self.verbose else []
-        result = run_search(start, data, config, seed=seed, callbacks=callbacks)
+        result = run_search(start, data, config, seed=seed, callbacks=callbacks,
+                            checkpoint=checkpoint, resume=resume)
         if result.best_module is None:
             self.history_ = result.history  # keep the finished records for inspection
             raise RuntimeError(
@@ -242,6 +290,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self.input_shape_ = input_shape
         self.n_features_in_ = int(math.prod(input_shape))
         self._image_shape_ = self.image_shape
+        self._fit_dtype_ = str(images.dtype)  # "uint8" or "float32": the raw scale exports take
         self.input_mean_, self.input_std_ = mean, std
         self.module_ = result.best_module.cpu().eval()
         self.best_architecture_ = result.best_architecture
@@ -252,6 +301,21 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self.search_time_ = result.search_time
         self.stopped_ = result.stopped
         return self
+
+    # Parameters that may change between the fits of one resumable search.
+    _RESUME_FREE = ("verbose", "max_time", "device", "mixed_precision", "checkpoint_dir",
+                    "overwrite_checkpoint")
+
+    def _open_checkpoint(self, images, y_enc, classes):
+        """``(SearchCheckpoint, state to resume or None)``; (None, None) without a directory."""
+        if self.checkpoint_dir is None:
+            return None, None
+        fingerprint = {"data": data_fingerprint(images, y_enc, classes),
+                       "params": params_fingerprint(self.get_params(deep=False),
+                                                    ignore=self._RESUME_FREE)}
+        checkpoint = SearchCheckpoint(self.checkpoint_dir, fingerprint,
+                                      overwrite=self.overwrite_checkpoint)
+        return checkpoint, checkpoint.load()
 
     def _start_architecture(self, input_shape, n_classes) -> Architecture:
         if isinstance(self.start, Architecture):
@@ -288,7 +352,17 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
 
     @torch.no_grad()
     def predict_proba(self, X):
-        """Class probabilities, shape ``(n, n_classes)``, columns in ``classes_`` order."""
+        """Class probabilities, columns in ``classes_`` order.
+
+        Parameters
+        ----------
+        X : array-like
+            Images in any layout ``fit`` accepts, with the fitted shape.
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes)
+        """
         images = self._images(X)
         device = self._predict_device()
         module = self.module_.to(device).eval()
@@ -300,7 +374,17 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         return torch.cat(out).numpy().astype(np.float64)
 
     def predict(self, X):
-        """Predicted labels (from ``classes_``)."""
+        """Predicted labels (from ``classes_``).
+
+        Parameters
+        ----------
+        X : array-like
+            Images in any layout ``fit`` accepts, with the fitted shape.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+        """
         proba = self.predict_proba(X)  # checks fitted first: NotFittedError, not AttributeError
         return self.classes_[np.argmax(proba, axis=1)]
 
@@ -318,3 +402,156 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
             # Pickles hold CPU weights: a GPU-fitted model loads without CUDA.
             state["module_"] = copy.deepcopy(module).cpu()
         return state
+
+    # ---- export and persistence
+    # Thin wrappers: the logic lives in export.py and persistence.py.
+    def preprocess(self, X) -> torch.Tensor:
+        """``X`` as the tensor ``module_`` takes: float32 ``(N, C, H, W)`` on CPU.
+
+        The same steps as :meth:`predict_proba`: images are read like in
+        ``fit`` (flat rows reshaped, channel-last transposed), ``uint8`` pixels
+        divided by 255, then every channel standardised with ``input_mean_``
+        and ``input_std_``. ``softmax(module_(clf.preprocess(X)))`` equals
+        ``predict_proba(X)``.
+
+        Parameters
+        ----------
+        X : array-like
+            Images in any layout ``fit`` accepts, with the fitted shape.
+
+        Returns
+        -------
+        torch.Tensor of shape (N, C, H, W), float32
+        """
+        return prepare_batch(self._images(X), self.input_mean_, self.input_std_, "cpu")
+
+    def to_torch(self, include_preprocessing=True, proba=False):
+        """The fitted network as a self-contained ``torch.fx.GraphModule``.
+
+        Its submodules are ``torch.nn`` built-ins only and its code is plain
+        torch: ``torch.save`` it and ``torch.load(path, weights_only=False)``
+        works where this package is not installed. Eval mode, CPU, its own
+        copy of the weights.
+
+        Parameters
+        ----------
+        include_preprocessing : bool, default=True
+            True: the input is ``(N, C, H, W)`` in the raw pixel scale of
+            ``fit`` -- values 0..255 (uint8 or float tensors) when fitted on
+            uint8 images, else the float scale of the ``X`` given to ``fit``;
+            the /255 and standardisation are folded in. False: the input is
+            :meth:`preprocess`'s output.
+        proba : bool, default=False
+            Output probabilities (softmax) instead of logits; either way shape
+            ``(N, n_classes)``, columns in ``classes_`` order.
+
+        Returns
+        -------
+        torch.fx.GraphModule
+        """
+        from .export import to_torch
+
+        return to_torch(self, include_preprocessing=include_preprocessing, proba=proba)
+
+    def export_onnx(self, path, include_preprocessing=True, proba=False, opset_version=None):
+        """Write the network as an ONNX file (``torch.onnx.export``, ``dynamo=True``).
+
+        Input ``"images"``: float32 ``(batch, C, H, W)``, batch dynamic, pixels
+        as for :meth:`to_torch`; output ``"logits"`` or ``"probabilities"``.
+        The labels (``classes_``) and input description are in the model's
+        metadata under ``"sklearn_resbuilder"``. Needs the ``export`` extra
+        (``pip install "sklearn-resbuilder[export]"``); raises ``ImportError``
+        naming it otherwise.
+
+        Parameters
+        ----------
+        path : str or path-like
+            File to write (conventionally ``*.onnx``).
+        include_preprocessing : bool, default=True
+            Fold the /255 and standardisation in (raw pixels in), as in
+            :meth:`to_torch`.
+        proba : bool, default=False
+            Output probabilities instead of logits.
+        opset_version : int, default=None
+            ONNX opset; torch's default when None.
+
+        Returns
+        -------
+        torch.onnx.ONNXProgram
+        """
+        from .export import export_onnx
+
+        return export_onnx(self, path, include_preprocessing=include_preprocessing,
+                           proba=proba, opset_version=opset_version)
+
+    def export_program(self, path, include_preprocessing=True, proba=False):
+        """Write the network with ``torch.export`` (``torch.export.save``, a ``.pt2`` file).
+
+        ``torch.export`` is what PyTorch recommends for deployment now (its
+        docs mark TorchScript deprecated in favour of it). Batch dimension
+        dynamic; input and output as for :meth:`to_torch`. Load with
+        ``torch.export.load(path).module()``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            File to write (conventionally ``*.pt2``).
+        include_preprocessing : bool, default=True
+            Fold the /255 and standardisation in (raw pixels in), as in
+            :meth:`to_torch`.
+        proba : bool, default=False
+            Output probabilities instead of logits.
+
+        Returns
+        -------
+        torch.export.ExportedProgram
+        """
+        from .export import export_program
+
+        return export_program(self, path, include_preprocessing=include_preprocessing,
+                              proba=proba)
+
+    def save(self, path, overwrite=False):
+        """Save the fitted estimator as plain data in the directory ``path``.
+
+        Writes ``estimator.json`` (parameters, fitted attributes, format
+        version, SHA-256 of the other files), ``architecture.json`` and
+        ``weights.pt`` (a state dict). Unlike pickle/joblib, loading it runs no
+        code from the files. See :mod:`sklearn_resbuilder.persistence`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Directory to write; created if needed, must be empty unless
+            ``overwrite``.
+        overwrite : bool, default=False
+            Replace a model saved there before.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from .persistence import save
+
+        return save(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path):
+        """Load an estimator written by :meth:`save` (on CPU; no code is executed).
+
+        Raises ``ValueError`` naming the file and problem for a missing,
+        truncated, tampered or mismatched file.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The directory :meth:`save` wrote.
+
+        Returns
+        -------
+        ResBuilderClassifier
+            Fitted; ``predict_proba`` gives the same numbers as before saving.
+        """
+        from .persistence import load
+
+        return load(path, cls)

@@ -359,6 +359,13 @@ def _step(s: _Search, op: str) -> None:
         s.morph()
 
 
+def _cut_short(record: dict) -> bool:
+    """Did the deadline end a training of this record (or skip No Reg RI)?"""
+    scores = record["scores"]
+    return ("no_reg_ri" not in scores
+            or any(v.get("stopped") == "max_time" for v in scores.values()))
+
+
 def _loop(s: _Search) -> None:
     """Run the plan from ``s.pos``; checkpoint after every trained architecture."""
     while s.pos < len(s.plan) and not s.stopped:
@@ -369,6 +376,10 @@ def _loop(s: _Search) -> None:
         _step(s, s.plan[s.pos])
         s.pos += 1
         if len(s.history) > n:
+            if s.out_of_time() and _cut_short(s.history[-1]):
+                # Not finished work: a later fit trains it again, in full.
+                s.stopped = "max_time"
+                break
             s.save()
     if s.stopped is None and s.out_of_time():
         s.stopped = "max_time"

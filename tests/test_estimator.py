@@ -434,3 +434,15 @@ def test_no_warning_for_a_normal_fit(recwarn):
     X, y = _X()
     ResBuilderClassifier(**TINY).fit(X, y)
     assert not [w for w in recwarn if "not trained" in str(w.message)]
+
+
+def test_mixed_precision_auto_means_cuda_only():
+    from sklearn_resbuilder.estimator import resolve_mixed_precision
+
+    assert resolve_mixed_precision("auto", "cpu") is False
+    assert resolve_mixed_precision("auto", "cuda") is True
+    assert resolve_mixed_precision("auto", "cuda:1") is True
+    assert resolve_mixed_precision(True, "cpu") is True
+    assert resolve_mixed_precision(False, "cuda") is False
+    with pytest.raises(ValueError, match="mixed_precision"):
+        ResBuilderClassifier(mixed_precision="bf16").fit(*_X())

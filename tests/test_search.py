@@ -555,3 +555,24 @@ def test_ctrl_c_before_anything_finished_propagates(digits, monkeypatch):
     monkeypatch.setattr(training.StopTraining, "on_epoch_end", interrupt)
     with pytest.raises(KeyboardInterrupt):
         run_search(MINIMAL, digits, _tiny(), seed=0)
+
+
+def test_out_of_memory_batch_size_stays_halved_for_the_rest_of_the_search(digits,
+                                                                           monkeypatch):
+    from sklearn_resbuilder.training import ResBuilderTrainer
+
+    real = ResBuilderTrainer.train_step
+
+    def step(self, batch, **kw):
+        if len(batch[0]) > 64:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(self, batch, **kw)
+
+    monkeypatch.setattr(ResBuilderTrainer, "train_step", step)
+    cfg = config(n_insertions=1, n_morph_steps=1,
+                 train=TrainConfig(max_epochs=1, augment=False, batch_size=128))
+    with pytest.warns(UserWarning, match="out of memory") as warned:
+        res = run_search(MINIMAL, digits, cfg, seed=0)
+    assert len(warned) == 1  # discovered once, then remembered
+    sizes = {s["batch_size"] for r in res.history for s in r["scores"].values()}
+    assert sizes == {64} and len(res.history) >= 3

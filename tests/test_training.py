@@ -441,3 +441,92 @@ def test_resnet18_on_8x8_trains_with_a_tail_batch_of_one(small_data):
     cfg = TrainConfig(max_epochs=1, batch_size=n - 1, augment=False)
     res = train_one(arch.build(torch.Generator().manual_seed(0)), small_data, cfg, regularized=True)
     assert res.record["epochs"] == 1
+
+
+# ------------------------------------------------------------------ GPU path
+# The CUDA-only behaviours are exercised on the CPU: mixed precision and
+# channels_last forced on, out-of-memory errors injected.
+def _oom_above(monkeypatch, limit):
+    """Every training step with more than ``limit`` samples runs out of memory."""
+    real = ResBuilderTrainer.train_step
+    seen = []
+
+    def step(self, batch, **kw):
+        seen.append(len(batch[0]))
+        if len(batch[0]) > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, batch, **kw)
+
+    monkeypatch.setattr(ResBuilderTrainer, "train_step", step)
+    return seen
+
+
+def test_out_of_memory_halves_the_batch_and_retries(small_data, monkeypatch):
+    seen = _oom_above(monkeypatch, 40)
+    module = _net(seed=1)
+    start = copy.deepcopy(module.state_dict())
+    with pytest.warns(UserWarning, match="out of memory") as warned:
+        res = train_one(module, small_data, TrainConfig(max_epochs=2, batch_size=128),
+                        regularized=True)
+    assert [str(w.message).split("retrying with ")[1] for w in warned] == \
+        ["batch_size=64", "batch_size=32"]
+    assert res.record["batch_size"] == 32 and res.record["epochs"] == 2
+    assert max(seen[2:]) == 32  # after two failed steps, only batches that fit
+    # The successful training started from the original weights: same result
+    # as a training with batch_size=32 from the start.
+    monkeypatch.undo()
+    fresh = _net(seed=1)
+    fresh.load_state_dict(start)
+    ref = train_one(fresh, small_data, TrainConfig(max_epochs=2, batch_size=32),
+                    regularized=True)
+    assert res.record["valid_loss"] == ref.record["valid_loss"]
+
+
+def test_out_of_memory_batch_stays_halved_for_the_next_variants(small_data, monkeypatch):
+    _oom_above(monkeypatch, 100)
+    with pytest.warns(UserWarning, match="out of memory") as warned:
+        res = train_variants(_net(seed=2), small_data, TrainConfig(max_epochs=1), seed=0)
+    assert len(warned) == 1  # only the first training paid for the discovery
+    assert {r.record["batch_size"] for r in res.values()} == {64}
+
+
+def test_out_of_memory_at_batch_two_is_a_clear_error(small_data, monkeypatch):
+    _oom_above(monkeypatch, 1)
+    with pytest.warns(UserWarning), \
+            pytest.raises(torch.OutOfMemoryError, match="even with batch_size=2"):
+        train_one(_net(), small_data, TrainConfig(max_epochs=1, batch_size=8),
+                  regularized=False)
+
+
+def test_mixed_precision_runs_the_forward_in_bfloat16(small_data):
+    module = _net(seed=4)
+    dtypes = []
+    module.head.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    res = train_one(module, small_data, TrainConfig(max_epochs=3, lr=1e-2,
+                                                    mixed_precision=True),
+                    regularized=True)
+    assert set(dtypes) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in res.module.parameters())
+    assert math.isfinite(res.record["train_loss"]) and res.record["valid_accuracy"] > 0.3
+
+
+def test_channels_last_gives_the_same_training(small_data):
+    a = train_one(_net(seed=5), small_data, TrainConfig(max_epochs=2, channels_last=True),
+                  regularized=True)
+    b = train_one(_net(seed=5), small_data, TrainConfig(max_epochs=2, channels_last=False),
+                  regularized=True)
+    convs = [p for p in a.module.parameters() if p.ndim == 4 and p.shape[1] > 1]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last)
+                         and not p.is_contiguous() for p in convs)
+    assert a.record["valid_loss"] == pytest.approx(b.record["valid_loss"], rel=1e-4)
+
+
+def test_training_data_moves_once_and_keeps_uint8():
+    X = np.random.default_rng(0).integers(0, 255, (20, 1, 8, 8), dtype=np.uint8)
+    y = np.arange(20) % 2
+    data = TrainingData.from_arrays(X, y, X[:4], y[:4])
+    assert data.to("cpu") is data  # already there: no copy
+    moved = data.to("meta")
+    assert moved.X_train.device.type == "meta" and moved.X_train.dtype == torch.uint8
+    assert moved.y_valid.device.type == "meta"
+    assert data.nbytes == 20 * 64 + 4 * 64 + 24 * 8
