@@ -341,6 +341,13 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
                 f"{self.n_features_in_} features as input")
         images, shape = to_images(X, self._image_shape_)
         check_same_shape(shape, self.input_shape_)
+        # Pixels are read on the scale of the training images, whatever their
+        # dtype now: fitted on uint8, floats count 0..255 too (and vice versa).
+        fit_dtype = getattr(self, "_fit_dtype_", None)
+        if fit_dtype == "uint8" and images.dtype != np.uint8:
+            images = images.astype(np.float32) / np.float32(255)
+        elif fit_dtype is not None and fit_dtype != "uint8" and images.dtype == np.uint8:
+            images = images.astype(np.float32)
         return images
 
     def _predict_device(self) -> str:

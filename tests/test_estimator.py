@@ -446,3 +446,14 @@ def test_mixed_precision_auto_means_cuda_only():
     assert resolve_mixed_precision(False, "cuda") is False
     with pytest.raises(ValueError, match="mixed_precision"):
         ResBuilderClassifier(mixed_precision="bf16").fit(*_X())
+
+
+def test_predict_reads_pixels_on_the_training_scale_whatever_the_dtype():
+    X, y = _X()
+    X8 = np.round(X / X.max() * 255).astype(np.uint8)
+    on_uint8 = ResBuilderClassifier(**TINY).fit(X8, y)
+    np.testing.assert_allclose(on_uint8.predict_proba(X8.astype(np.float64)),
+                               on_uint8.predict_proba(X8), atol=1e-6)
+    on_float = ResBuilderClassifier(**TINY).fit(X8.astype(np.float32), y)
+    np.testing.assert_allclose(on_float.predict_proba(X8),
+                               on_float.predict_proba(X8.astype(np.float32)), atol=1e-6)
