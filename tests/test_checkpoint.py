@@ -244,3 +244,24 @@ def test_full_disk_raises_a_clear_error_and_keeps_the_previous_checkpoint(
     monkeypatch.setattr(ckpt_mod.torch, "save", real)
     clf = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)
     _same_as_clean(clf, clean, data)
+
+
+def test_ctrl_c_during_training_leaves_a_usable_checkpoint(data, clean, tmp_path,
+                                                           monkeypatch):
+    real = search_mod.train_variants
+    calls = []
+
+    def interrupted(net, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(net, *args, **kwargs)
+
+    monkeypatch.setattr(search_mod, "train_variants", interrupted)
+    first = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)
+    assert first.stopped_ == "interrupted"
+    assert _ckpts(tmp_path) == ["search-0002.ckpt", "search-0003.ckpt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(search_mod, "train_variants", real)
+    resumed = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)
+    _same_as_clean(resumed, clean, data)
