@@ -25,7 +25,19 @@ HEADS = ("flatten", "avg")
 
 @dataclass(frozen=True)
 class Stem:
-    """The first conv layer: ``conv(kernel, stride) -> BN -> ReLU [-> maxpool 2]``."""
+    """The first conv layer: ``conv(kernel, stride) -> BN -> ReLU [-> maxpool 2]``.
+
+    Parameters
+    ----------
+    kernel : int, default=3
+        Odd kernel size; padding ``kernel // 2``.
+    width : int, default=16
+        Output channels: the first stream width.
+    stride : int, default=1
+        Conv stride (2 for the ImageNet-style ResNet18 stem).
+    pool : bool, default=False
+        Whether a 2x2 max-pool follows the conv.
+    """
 
     kernel: int = 3
     width: int = 16
@@ -283,9 +295,19 @@ class Architecture:
     def insert_block(self, stage: int, position: int, width: int | None = None) -> Architecture:
         """Return a spec with a new block at ``position`` of ``stage``.
 
-        ``position`` 0 is directly after the stage's pooling layer (or the stem);
-        ``len(blocks)`` appends. ``width`` (middle width) defaults to the stream
-        width.
+        Parameters
+        ----------
+        stage : int
+            Index of the stage, ``0 <= stage < n_stages``.
+        position : int
+            0 is directly after the stage's pooling layer (or the stem);
+            ``len(blocks)`` appends.
+        width : int, optional
+            The block's middle width; defaults to the stream width.
+
+        Returns
+        -------
+        Architecture
         """
         stage, position = _as_int(stage), _as_int(position)
         self._check_stage(stage)
@@ -300,7 +322,17 @@ class Architecture:
         return self._with_stage(stage, replace(self.stages[stage], blocks=new_blocks))
 
     def remove_blocks(self, blocks: Iterable[tuple[int, int]]) -> Architecture:
-        """Return a spec without the blocks given as ``(stage, index)`` pairs."""
+        """Return a spec without the given blocks.
+
+        Parameters
+        ----------
+        blocks : iterable of (int, int)
+            ``(stage, index)`` pairs, as in :meth:`block_ids`.
+
+        Returns
+        -------
+        Architecture
+        """
         drop = set()
         valid = set(self.block_ids())
         for sb in blocks:
@@ -330,8 +362,18 @@ class Architecture:
                     block_widths: Sequence[Sequence[int]]) -> Architecture:
         """Return a spec with new stream-group and block widths (same topology).
 
-        A block width of 0 removes that block (the MorphNet step's "width
-        reaches 0"). Stream widths must stay >= 1.
+        Parameters
+        ----------
+        group_widths : sequence of int
+            Width of each stream group (see :meth:`group_widths`), each >= 1.
+        block_widths : sequence of sequence of int
+            Middle width of each block, per stage (see :meth:`block_widths`).
+            A width of 0 removes that block (the MorphNet step's "width
+            reaches 0").
+
+        Returns
+        -------
+        Architecture
         """
         groups = self.stream_groups()
         if len(group_widths) != self.n_groups:
@@ -354,7 +396,17 @@ class Architecture:
         return replace(self, stem=stem, stages=tuple(stages))
 
     def scaled(self, omega: float) -> Architecture:
-        """All widths multiplied by ``omega`` and rounded (minimum 1)."""
+        """All widths multiplied by ``omega`` and rounded (minimum 1).
+
+        Parameters
+        ----------
+        omega : float
+            Positive width multiplier (MorphNet's omega).
+
+        Returns
+        -------
+        Architecture
+        """
         if not (omega > 0 and math.isfinite(omega)):
             raise ValueError(f"omega must be a positive finite number, got {omega!r}")
 
@@ -381,6 +433,19 @@ class Architecture:
         One 3x3 conv, two pooling layers, one dense layer on the flattened
         features: three stages, no residual blocks yet, one stream width.
         Images smaller than 4 pixels get fewer pooling layers.
+
+        Parameters
+        ----------
+        input_shape : tuple of int
+            ``(C, H, W)`` of one image.
+        n_classes : int
+            Number of classes.
+        width : int, default=16
+            Channels of the stem conv (the stream width).
+
+        Returns
+        -------
+        Architecture
         """
         input_shape = _shape3(input_shape)
         n_pools = 2
@@ -398,6 +463,17 @@ class Architecture:
         stride 2, then max-pool). Pooling between stages plus a 1x1 transition
         conv replaces ResNet's strided projection shortcut. Images too small
         for three poolings raise ``ValueError``.
+
+        Parameters
+        ----------
+        input_shape : tuple of int
+            ``(C, H, W)`` of one image.
+        n_classes : int
+            Number of classes.
+
+        Returns
+        -------
+        Architecture
         """
         input_shape = _shape3(input_shape)
         stem = Stem(3, 64) if min(input_shape[1:]) < 64 else Stem(7, 64, 2, True)
@@ -421,7 +497,17 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, d: dict) -> Architecture:
-        """Build (and validate) a spec from :meth:`to_dict` output."""
+        """Build (and validate) a spec from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        d : dict
+            As returned by :meth:`to_dict` (also after a JSON round trip).
+
+        Returns
+        -------
+        Architecture
+        """
         if not isinstance(d, dict):
             raise ValueError(f"expected a dict, got {type(d).__name__}")
         missing = {"input_shape", "n_classes", "stem", "stages"} - set(d)
@@ -436,10 +522,22 @@ class Architecture:
         return cls(tuple(d["input_shape"]), d["n_classes"], stem, stages, d.get("head", "flatten"))
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as a JSON string."""
         return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> Architecture:
+        """Build a spec from :meth:`to_json` output.
+
+        Parameters
+        ----------
+        text : str
+            JSON written by :meth:`to_json`.
+
+        Returns
+        -------
+        Architecture
+        """
         return cls.from_dict(json.loads(text))
 
     def build(self, generator=None):
