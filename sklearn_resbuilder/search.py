@@ -96,6 +96,8 @@ class TqdmProgress(SearchCallback):
         self.bar.update(len(history))
 
     def on_record(self, record):
+        if record["operation"] == "remove":
+            self.bar.total += 1  # greedy out trains only when a block dies: unplanned
         self.bar.write(format_record(record), file=self.file)
         self.bar.update(1)
 
