@@ -45,8 +45,9 @@ CHANNEL_COUNTS = (1, 3, 4)
 UINT8_SCALE = 255.0
 
 # Elements handled per chunk when scanning large arrays: big enough to be
-# fast, small enough that a float64 copy of one chunk is only ~32 MB.
-_CHUNK_ELEMENTS = 1 << 22
+# fast (50k MNIST images: ~40 chunks), small enough that a float64 copy of
+# one chunk is only ~8 MB (benchmarks/memory.py: the fit's prep peak).
+_CHUNK_ELEMENTS = 1 << 20
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -101,7 +102,8 @@ def to_images(X, image_shape=None):
     ValueError
         Empty or sparse ``X``, wrong number of dimensions, non-numeric values,
         NaN or infinite values (including values beyond the float32 range),
-        a flat width that no ``image_shape`` explains, an ``image_shape`` that
+        finite values whose span (max - min) exceeds the float32 range, a
+        flat width that no ``image_shape`` explains, an ``image_shape`` that
         does not fit, or a 4-D array with no recognisable channel axis.
     """
     X = _as_array(X)
@@ -310,13 +312,16 @@ def _chunks(n, per_sample):
 
 
 def _check_finite(images):
-    """Raise if a float array holds NaN or inf, saying how many."""
+    """Raise if a float array holds NaN or inf, saying how many, or if its
+    values span more than float32 holds (centring them would overflow)."""
     per_sample = int(np.prod(images.shape[1:]))
     # Chunked so the boolean mask never has the size of the whole dataset.
     n_nan = n_inf = 0
+    lo, hi = math.inf, -math.inf
     for sl in _chunks(len(images), per_sample):
         chunk = images[sl]
         if np.isfinite(chunk).all():
+            lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
             continue
         n_nan += int(np.isnan(chunk).sum())
         n_inf += int(np.isinf(chunk).sum())
@@ -325,6 +330,14 @@ def _check_finite(images):
             f"X contains {n_nan} NaN and {n_inf} infinite values (values with "
             f"|x| > {_FLOAT32_MAX:.1e} overflow float32 and count as infinite); "
             f"impute or drop them first.")
+    # Finite, but x - mean in float32 (the standardisation before the network)
+    # would overflow to inf and the training loss to NaN. Python floats: no
+    # overflow in hi - lo.
+    if hi - lo > _FLOAT32_MAX:
+        raise ValueError(
+            f"X values span {hi - lo:.2e} (from {lo:.2e} to {hi:.2e}), more than "
+            f"float32 holds ({_FLOAT32_MAX:.1e}): standardising them would overflow. "
+            f"Rescale X, e.g. divide it by {max(abs(lo), abs(hi)):.1e}.")
 
 
 # ----------------------------------------------------------------------------
@@ -518,7 +531,7 @@ def channel_stats(images, *, chunk_samples=None):
     images : ndarray of shape (n, C, H, W)
         From :func:`to_images`; ``uint8`` values are scaled by ``1/255``.
     chunk_samples : int, optional
-        Samples per chunk; by default about 4M values per chunk. Only one chunk
+        Samples per chunk; by default about 1M values per chunk. Only one chunk
         is ever converted to float64, so a large uint8 dataset is never
         copied to float as a whole.
 
@@ -549,7 +562,12 @@ def channel_stats(images, *, chunk_samples=None):
         chunk = images[sl].astype(np.float64)
         k = chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
         c_mean = chunk.mean(axis=(0, 2, 3))
-        c_m2 = ((chunk - c_mean[None, :, None, None]) ** 2).sum(axis=(0, 2, 3))
+        # In place and freed before the next one: one float64 chunk alive at a
+        # time, not four (this x, x - mean, its square, and the last chunk).
+        chunk -= c_mean[None, :, None, None]
+        np.square(chunk, out=chunk)
+        c_m2 = chunk.sum(axis=(0, 2, 3))
+        del chunk
         total = count + k
         delta = c_mean - mean
         mean = mean + delta * (k / total)

@@ -257,8 +257,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
             seed = int(resume["seed"])  # the same validation split as before
         train_idx, valid_idx = validation_split(y_enc, self.validation_fraction, seed,
                                                 classes=classes)
-        mean, std = channel_stats(images[train_idx])
-        data = TrainingData.from_arrays(images[train_idx], y_enc[train_idx],
+        X_train = images[train_idx]  # one copy serves the statistics and the training
+        mean, std = channel_stats(X_train)
+        data = TrainingData.from_arrays(X_train, y_enc[train_idx],
                                         images[valid_idx], y_enc[valid_idx], mean, std)
         config = SearchConfig(
             flop_budget=float(self.flop_budget), n_insertions=self.n_insertions,
@@ -345,7 +346,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         # dtype now: fitted on uint8, floats count 0..255 too (and vice versa).
         fit_dtype = getattr(self, "_fit_dtype_", None)
         if fit_dtype == "uint8" and images.dtype != np.uint8:
-            images = images.astype(np.float32) / np.float32(255)
+            images = images.astype(np.float32)  # one copy, divided in place
+            images /= np.float32(255)
         elif fit_dtype is not None and fit_dtype != "uint8" and images.dtype == np.uint8:
             images = images.astype(np.float32)
         return images

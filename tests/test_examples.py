@@ -142,8 +142,9 @@ def test_dask_grid_search_example_runs_its_fits_on_workers():
     assert "Dask cluster: 2 workers" in out
     rows = re.findall(r"^\s*([0-9,]+)\s+([0-9.]+)\s+([0-9.]+)$", out, flags=re.M)
     assert {float(b.replace(",", "")) for b, _, _ in rows} == {5e4, 2e5}  # the smoke grid
-    per_worker = [int(n) for n in re.findall(r"tcp://[^=\s]+=(\d+)", out)]
-    assert sum(per_worker) >= 4 and len(per_worker) >= 1  # 2 budgets x 2 folds, on workers
+    assert _floats(r"CV fits:\s+(\d+)", out)[0] == 4  # 2 budgets x 2 folds
+    # ... run as Dask tasks on the workers (joblib may batch several fits per task).
+    assert sum(int(n) for n in re.findall(r"tcp://[^=\s]+=(\d+)", out)) >= 1
     chosen = _floats(r"chosen flop_budget: ([0-9,]+)", out)[0]
     assert 0 < _floats(r"refit FLOPs:\s+([0-9,]+) of", out)[0] <= chosen
     assert 0.2 < _floats(r"test accuracy:\s+([0-9.]+)", out)[0] <= 1.0
