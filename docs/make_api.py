@@ -49,6 +49,10 @@ SECTIONS = [
     ("Export", "sklearn_resbuilder.export", None,
      "The fitted network as plain PyTorch, `torch.export` or ONNX. "
      "See [persistence.md](persistence.md)."),
+    ("Resumable searches", "sklearn_resbuilder.checkpoint", ["CheckpointError"],
+     "Raised by `fit` with `checkpoint_dir` when a checkpoint cannot be written "
+     "(`from sklearn_resbuilder import CheckpointError`). See "
+     "[Resuming a long search](user_guide.md#resuming-a-long-search)."),
     ("Search hooks", "sklearn_resbuilder.search", ["SearchCallback", "format_record"],
      "For code that drives `sklearn_resbuilder.search.run_search` itself and wants "
      "progress events."),

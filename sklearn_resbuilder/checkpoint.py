@@ -33,7 +33,22 @@ KEEP = 2
 
 
 class CheckpointError(OSError):
-    """A checkpoint could not be written; the previous one is kept."""
+    """A checkpoint could not be written (full disk, permissions); the previous one is kept.
+
+    An ``OSError`` whose ``errno`` is the failed write's; its message names the
+    directory and the checkpoint that was kept. Free space and call ``fit``
+    again to resume from it.
+
+    Parameters
+    ----------
+    errno : int or None
+        The failed write's error number (e.g. ``errno.ENOSPC``).
+    message : str
+        What failed and which checkpoint is kept.
+    """
+
+    def __init__(self, errno, message):
+        super().__init__(errno, message)
 
 
 def data_fingerprint(images: np.ndarray, y: np.ndarray, classes: np.ndarray) -> str:
