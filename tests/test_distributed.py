@@ -1,7 +1,8 @@
 """Distributed model selection on a real Dask cluster, and device choice per worker.
 
 A ``LocalCluster`` of two worker *processes* (one thread each) runs
-``GridSearchCV`` and ``cross_val_score`` through joblib's "dask" backend; the
+``GridSearchCV``, ``RandomizedSearchCV`` and ``cross_val_score`` through
+joblib's "dask" backend; the
 scores, the chosen parameters and the predictions must equal a serial run
 in this process: the estimator is seed-deterministic on the CPU, whichever
 process fits it. The cluster is closed after the module, and its worker
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_val_score
 
 from sklearn_resbuilder import ResBuilderClassifier
 
@@ -132,6 +133,24 @@ def test_cross_val_score_on_dask_equals_serial(client, data):
         dask = cross_val_score(est, X, y, cv=2, n_jobs=-1)
     np.testing.assert_array_equal(dask, serial)
     assert np.all(serial > 0.3)  # chance is 0.1: a real score, not a constant
+
+
+def test_randomized_search_on_dask_equals_serial(client, data):
+    import joblib
+    from scipy.stats import loguniform
+
+    X, y = data
+    kw = dict(param_distributions={"flop_budget": loguniform(8e4, 3e5)}, n_iter=2, cv=2,
+              random_state=0)
+    serial = RandomizedSearchCV(ResBuilderClassifier(**TINY), n_jobs=1, **kw).fit(X, y)
+    with joblib.parallel_backend("dask"):
+        dask = RandomizedSearchCV(ResBuilderClassifier(**TINY), n_jobs=-1, **kw).fit(X, y)
+    budgets = [p["flop_budget"] for p in dask.cv_results_["params"]]
+    assert len(set(budgets)) == 2 and all(8e4 <= b <= 3e5 for b in budgets)
+    assert budgets == [p["flop_budget"] for p in serial.cv_results_["params"]]
+    np.testing.assert_array_equal(dask.cv_results_["mean_test_score"],
+                                  serial.cv_results_["mean_test_score"])
+    assert dask.best_params_ == serial.best_params_
 
 
 def test_auto_device_is_cpu_when_no_gpu_is_visible():
