@@ -29,6 +29,7 @@ import torch
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^search-(\d{4,})\.ckpt$")
+_TEMP = re.compile(r"^\.(search-\d{4,}\.ckpt|history\.json)\..*\.tmp$")
 KEEP = 2
 
 
@@ -113,9 +114,15 @@ class SearchCheckpoint:
 
     def clear(self) -> None:
         """Remove this search's files (only ours)."""
-        for p in self.files():
+        for p in self.files() + self._stale_temporaries():
             p.unlink(missing_ok=True)
         (self.directory / "history.json").unlink(missing_ok=True)
+
+    def _stale_temporaries(self) -> list[Path]:
+        """Temporary files a killed writer left (one search writes a directory)."""
+        if not self.directory.is_dir():
+            return []
+        return [p for p in self.directory.iterdir() if _TEMP.match(p.name)]
 
     # ------------------------------------------------------------------ load
     def load(self) -> dict | None:
@@ -182,7 +189,7 @@ class SearchCheckpoint:
                 f"({exc.strerror or exc}); the previous checkpoint "
                 f"({kept[-1] if kept else 'none'}) is kept: free space and call fit "
                 "again to resume") from exc
-        for old in self.files()[:-KEEP]:
+        for old in self.files()[:-KEEP] + self._stale_temporaries():
             old.unlink(missing_ok=True)
         return path
 

@@ -102,7 +102,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         there atomically (``search-NNNN.ckpt``, the newest two kept, plus a
         readable ``history.json``). ``fit`` with the same directory, data and
         parameters resumes after the last finished architecture and repeats
-        nothing; a finished search is restored without training. Other data or
+        no finished one (the one in progress, or cut short by ``max_time``, is
+        trained again, in full); a finished search is restored without
+        training. Other data or
         parameters raise a ``ValueError`` (``verbose``, ``max_time``, ``device``
         and ``mixed_precision`` may change between calls). Give each fit its
         own directory: not for use inside cross-validation.
@@ -418,8 +420,10 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         """``X`` as the tensor ``module_`` takes: float32 ``(N, C, H, W)`` on CPU.
 
         The same steps as :meth:`predict_proba`: images are read like in
-        ``fit`` (flat rows reshaped, channel-last transposed), ``uint8`` pixels
-        divided by 255, then every channel standardised with ``input_mean_``
+        ``fit`` (flat rows reshaped, channel-last transposed), pixels read on
+        the training images' scale (fitted on uint8: any dtype counts 0..255
+        and is divided by 255; fitted on floats: values are taken as they
+        are, uint8 too), then every channel standardised with ``input_mean_``
         and ``input_std_``. ``softmax(module_(clf.preprocess(X)))`` equals
         ``predict_proba(X)``.
 

@@ -138,7 +138,12 @@ def test_sigkill_after_kth_record_then_resume_repeats_nothing(data, clean, tmp_p
     done = len(json.loads((ckdir / "history.json").read_text()))
     assert k <= done < len(clean.history_)
 
+    # What a writer killed mid-write leaves: removed by the next write; files
+    # that are not the search's stay.
+    (ckdir / f".search-{done + 1:04d}.ckpt.x1y2.tmp").write_bytes(b"PK half")
+    (ckdir / "notes.txt").write_text("mine")
     clf = ResBuilderClassifier(**PARAMS, checkpoint_dir=ckdir).fit(*data)
+    assert not list(ckdir.glob(".*.tmp")) and (ckdir / "notes.txt").read_text() == "mine"
     # Exactly the architectures after the last checkpoint were trained.
     assert len(count_trainings) == len(clean.history_) - done
     assert len(clf.history_) == len(clean.history_)
