@@ -92,14 +92,16 @@ def test_checkpointed_fit_equals_a_plain_fit_and_writes_atomically(data, clean, 
 
 
 def test_finished_search_is_restored_without_training(data, clean, tmp_path,
-                                                      count_trainings):
+                                                      count_trainings, capsys):
     ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)
     first = len(count_trainings)
     assert first == len(clean.history_)
-    again = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path, verbose=0,
+    again = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path, verbose=1,
                                  max_time=1e6).fit(*data)
     assert len(count_trainings) == first  # nothing trained
     _same_as_clean(again, clean, data)
+    out = capsys.readouterr().out  # tqdm.write: progress lines go to stdout
+    assert f"resumed from a checkpoint with {first} architectures" in out
 
 
 KILL_SCRIPT = textwrap.dedent("""
