@@ -329,9 +329,8 @@ class TrainingData:
                     f"{max_fraction:.0%} of the free GPU memory ({free / 2**20:,.0f} MiB): "
                     "it stays in host memory, and batches are copied as they are used",
                     UserWarning, stacklevel=2)
-                device = torch.device("cpu")
-                pin = lambda t: t.pin_memory()  # noqa: E731
-                return replace(self, X_train=pin(self.X_train), X_valid=pin(self.X_valid))
+                return replace(self, X_train=self.X_train.pin_memory(),
+                               X_valid=self.X_valid.pin_memory())
         if self.X_train.device == device:
             return self
         return replace(self, X_train=self.X_train.to(device), y_train=self.y_train.to(device),
@@ -400,7 +399,6 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
                           f"retrying with batch_size={batch_size // 2}", UserWarning,
                           stacklevel=2)
             batch_size //= 2
-            del exc
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             module.load_state_dict(start)

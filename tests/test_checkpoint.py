@@ -230,18 +230,23 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous(data, clean, tmp
     _same_as_clean(clf, clean, data)
 
 
-def test_ctrl_c_while_writing_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch):
-    real = torch.save
-    writes = []
+def _third_write_fails(monkeypatch, exc):
+    """The third checkpoint write puts out a few bytes, then raises ``exc``."""
+    real, writes = torch.save, []
 
-    def interrupted_save(obj, f, *a, **kw):
+    def save(obj, f, *a, **kw):
         writes.append(1)
         if len(writes) == 3:
             f.write(b"PK\x03\x04 half a file")
-            raise KeyboardInterrupt
+            raise exc
         return real(obj, f, *a, **kw)
 
-    monkeypatch.setattr(ckpt_mod.torch, "save", interrupted_save)
+    monkeypatch.setattr(ckpt_mod.torch, "save", save)
+    return real
+
+
+def test_ctrl_c_while_writing_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch):
+    real = _third_write_fails(monkeypatch, KeyboardInterrupt)
     clf = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)
     assert clf.stopped_ == "interrupted"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -253,17 +258,7 @@ def test_ctrl_c_while_writing_keeps_the_previous_checkpoint(data, tmp_path, monk
 
 def test_full_disk_raises_a_clear_error_and_keeps_the_previous_checkpoint(
         data, clean, tmp_path, monkeypatch):
-    real = torch.save
-    writes = []
-
-    def full_disk(obj, f, *a, **kw):
-        writes.append(1)
-        if len(writes) == 3:
-            f.write(b"partial")
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(obj, f, *a, **kw)
-
-    monkeypatch.setattr(ckpt_mod.torch, "save", full_disk)
+    real = _third_write_fails(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
     with pytest.raises(CheckpointError, match=r"No space left on device.*search-0002\.ckpt"
                        r".* is kept") as info:
         ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)

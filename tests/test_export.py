@@ -17,21 +17,13 @@ import pytest
 import torch
 from sklearn.exceptions import NotFittedError
 
-from sklearn_resbuilder import Architecture, ResBuilderClassifier
-
-START = Architecture.minimal((1, 8, 8), 10).insert_block(1, 0)
+from sklearn_resbuilder import ResBuilderClassifier
 
 
-@pytest.fixture(scope="module")
-def fitted(digits):
-    Xtr, Xte, ytr, yte = digits
-    # lasso_threshold=0: greedy out never deletes, so a block survives to be exported.
-    clf = ResBuilderClassifier(flop_budget=4e5, start=START, n_insertions=1, n_morph_steps=1,
-                               lasso_threshold=0.0, max_epochs=1, augment=False,
-                               device="cpu", random_state=0)
-    clf.fit(Xtr, ytr)
-    assert clf.best_architecture_.n_blocks >= 1
-    return clf
+
+@pytest.fixture
+def fitted(fitted_with_block):
+    return fitted_with_block  # conftest.py: one tiny fit shared with the other test file
 
 
 @pytest.fixture(scope="module")

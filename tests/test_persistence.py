@@ -21,16 +21,12 @@ from sklearn.exceptions import NotFittedError
 import sklearn_resbuilder.persistence as persistence
 from sklearn_resbuilder import Architecture, ResBuilderClassifier
 
-START = Architecture.minimal((1, 8, 8), 10).insert_block(1, 0)
+START = Architecture.minimal((1, 8, 8), 10).insert_block(1, 0)  # as in conftest.py
 
 
-@pytest.fixture(scope="module")
-def fitted(digits):
-    Xtr, Xte, ytr, yte = digits
-    clf = ResBuilderClassifier(flop_budget=4e5, start=START, n_insertions=1, n_morph_steps=1,
-                               lasso_threshold=0.0, max_epochs=1, augment=False,
-                               image_shape=(8, 8), device="cpu", random_state=0)
-    return clf.fit(Xtr, ytr)
+@pytest.fixture
+def fitted(fitted_with_block):
+    return fitted_with_block  # conftest.py: one tiny fit shared with the other test file
 
 
 @pytest.fixture(scope="module")
