@@ -11,8 +11,9 @@ place in the new architecture is copied:
 - :func:`remove_blocks` drops blocks (paper eq. 6's "greedy out");
 - :func:`resize` changes widths (MorphNet step): channels are kept by largest
   |gamma|, channels added into one residual stream are kept or dropped together,
-  and new channels are fresh on the producing side and zero on the consuming
-  side, so growing preserves the function exactly.
+  and new channels are copies of kept ones whose readers split the original's
+  weights between them (Net2WiderNet, Chen et al. 2016), so growing preserves
+  the function exactly and every new channel gets data gradient at once.
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from .architecture import Architecture
 
 #: Scale of the last BN's gamma in an inserted block (DESIGN.md §3.1).
 INSERT_GAMMA = 1e-2
-#: Gamma of channels added by :func:`resize`. Below any trained channel's |gamma|
-#: in practice, so shrinking back after a grow drops the new channels first.
-NEW_CHANNEL_GAMMA = 0.1
 
 
 class ConvBN(nn.Module):
@@ -160,23 +158,39 @@ def _device_dtype(net: nn.Module):
     return p.device, p.dtype
 
 
-def _copy_conv(dst: nn.Conv2d, src: nn.Conv2d, out_idx, in_idx) -> None:
+def _split(in_idx: torch.Tensor, rows: int, generator) -> torch.Tensor:
+    """``(rows, len(in_idx))`` factors for a reader of channels ``in_idx``.
+
+    An old channel read ``k`` times (it was copied by a grow) gets ``k``
+    positive factors per row that sum to 1, so the reader's output is
+    unchanged; random per row, so the copies get different gradients and
+    grow apart. A channel read once gets factor 1.
+    """
+    n = len(in_idx)
+    counts = torch.bincount(in_idx)
+    if n == 0 or int(counts.max()) <= 1:
+        return torch.ones(rows, n, device=in_idx.device)
+    u = 0.25 + 0.5 * torch.rand(rows, n, generator=generator).to(in_idx.device)
+    total = torch.zeros(rows, len(counts), device=in_idx.device).index_add_(1, in_idx, u)
+    return u / total[:, in_idx]
+
+
+def _copy_conv(dst: nn.Conv2d, src: nn.Conv2d, out_idx, in_idx, generator=None) -> None:
     no, ni = len(out_idx), len(in_idx)
-    dst.weight[:no, :ni] = src.weight[out_idx][:, in_idx]
-    # New input channels feeding kept outputs: zero, so growth keeps the function.
+    w = src.weight[out_idx][:, in_idx]
+    dst.weight[:no, :ni] = w * _split(in_idx, no, generator).to(w.dtype)[:, :, None, None]
+    # Input channels beyond in_idx do not exist in the source: read as zero.
     dst.weight[:no, ni:] = 0
 
 
 def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, idx) -> None:
-    k = len(idx)
     for name in ("weight", "bias", "running_mean", "running_var"):
-        getattr(dst, name)[:k] = getattr(src, name)[idx]
-    dst.weight[k:] = NEW_CHANNEL_GAMMA
+        getattr(dst, name)[:len(idx)] = getattr(src, name)[idx]
     dst.num_batches_tracked.copy_(src.num_batches_tracked)
 
 
-def _copy_convbn(dst: ConvBN, src: ConvBN, out_idx, in_idx) -> None:
-    _copy_conv(dst.conv, src.conv, out_idx, in_idx)
+def _copy_convbn(dst: ConvBN, src: ConvBN, out_idx, in_idx, generator=None) -> None:
+    _copy_conv(dst.conv, src.conv, out_idx, in_idx, generator)
     _copy_bn(dst.bn, src.bn, out_idx)
 
 
@@ -185,8 +199,9 @@ def _transplant(old: ResBuilderNet, arch: Architecture, block_src: dict,
     """Build ``arch`` fresh and copy every surviving weight of ``old`` into it.
 
     block_src: new (stage, index) -> old (stage, index); blocks absent are new.
-    group_keep[g]: old channel indices of stream group g, in new order.
-    mid_keep[new (s, b)]: old middle-channel indices of that block.
+    group_keep[g]: old channel indices of stream group g, in new order; an
+    index listed twice is a copy (:func:`_split` divides its readers' weights).
+    mid_keep[new (s, b)]: old middle-channel indices of that block (likewise).
     """
     device, dtype = _device_dtype(old)
     new = ResBuilderNet(arch, generator=generator).to(device=device, dtype=dtype)
@@ -198,16 +213,17 @@ def _transplant(old: ResBuilderNet, arch: Architecture, block_src: dict,
         for s, st in enumerate(new.stages):
             g = group_keep[groups[s]]
             if st.transition is not None:
-                _copy_convbn(st.transition, old.stages[s].transition, g, group_keep[groups[s - 1]])
+                _copy_convbn(st.transition, old.stages[s].transition, g,
+                             group_keep[groups[s - 1]], generator)
             for b, blk in enumerate(st.blocks):
                 src = block_src.get((s, b))
                 if src is None:
                     continue
                 o = old.block(*src)
                 m = mid_keep[(s, b)]
-                _copy_conv(blk.conv1, o.conv1, m, g)
+                _copy_conv(blk.conv1, o.conv1, m, g, generator)
                 _copy_bn(blk.bn1, o.bn1, m)
-                _copy_conv(blk.conv2, o.conv2, g, m)
+                _copy_conv(blk.conv2, o.conv2, g, m, generator)
                 _copy_bn(blk.bn2, o.bn2, g)
         # Head: each stream channel owns h*w consecutive inputs when flattened.
         h, w = arch.stage_hw()[-1]
@@ -215,7 +231,8 @@ def _transplant(old: ResBuilderNet, arch: Architecture, block_src: dict,
         keep = group_keep[-1]
         old_w = old.head.weight.view(arch.n_classes, -1, hw)
         new_w = new.head.weight.view(arch.n_classes, -1, hw)
-        new_w[:, : len(keep)] = old_w[:, keep]
+        factor = _split(keep, arch.n_classes, generator).to(old_w.dtype)[:, :, None]
+        new_w[:, : len(keep)] = old_w[:, keep] * factor
         new_w[:, len(keep):] = 0
         new.head.bias.copy_(old.head.bias)
     return new
@@ -269,12 +286,16 @@ def remove_blocks(net: ResBuilderNet, blocks) -> ResBuilderNet:
     return _transplant(net, arch, block_src, groups, mids, None)
 
 
-def _top_channels(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` largest scores, in their original order."""
-    k = min(k, scores.numel())
-    idx = torch.topk(scores, k, sorted=False).indices if k < scores.numel() else torch.arange(
-        scores.numel(), device=scores.device)
-    return torch.sort(idx).values
+def _top_channels(scores: torch.Tensor, k: int, generator=None) -> torch.Tensor:
+    """Indices of the ``k`` largest scores, in their original order; beyond
+    ``scores.numel()``, copies of uniformly drawn channels (appended)."""
+    n = scores.numel()
+    if k <= n:
+        idx = torch.topk(scores, k, sorted=False).indices if k < n else torch.arange(
+            n, device=scores.device)
+        return torch.sort(idx).values
+    extra = torch.randint(0, n, (k - n,), generator=generator).to(scores.device)
+    return torch.cat([torch.arange(n, device=scores.device), extra])
 
 
 def group_scores(net: ResBuilderNet) -> list[torch.Tensor]:
@@ -288,10 +309,13 @@ def resize(net: ResBuilderNet, arch: Architecture, *,
     """A new module with ``arch``'s widths (same topology as ``net``).
 
     Keeps the channels with the largest |gamma| (a stream group's channels by
-    their max over the group, DESIGN.md §3.4); added channels are freshly
-    initialised where they are produced and read with zero weights, so a grow
-    leaves the function unchanged and a shrink of zero-gamma/zero-beta channels
-    does too.
+    their max over the group, DESIGN.md §3.4). Added channels are copies of
+    uniformly drawn old ones (producer weights and BN copied; every reader's
+    weights split between original and copies with random factors summing to
+    1, Net2WiderNet), so a grow leaves the function unchanged, and a shrink of
+    zero-gamma/zero-beta channels does too. Unlike fresh channels read with
+    zero weights, copies get data gradient from the first step: they are not
+    the first to die at the next MorphNet step.
     """
     old = net.architecture
     same = (old.input_shape == arch.input_shape and old.n_classes == arch.n_classes
@@ -302,9 +326,11 @@ def resize(net: ResBuilderNet, arch: Architecture, *,
     if not same:
         raise ValueError("resize needs the same topology (stages, blocks, stem, head); "
                          "use insert_block/remove_blocks to change depth")
-    groups = [_top_channels(sc, w) for sc, w in zip(group_scores(net), arch.group_widths())]
+    groups = [_top_channels(sc, w, generator)
+              for sc, w in zip(group_scores(net), arch.group_widths())]
     mids = {}
     for (s, b), blk in net.blocks():
-        mids[(s, b)] = _top_channels(blk.bn1.weight.detach().abs(), arch.stages[s].blocks[b])
+        mids[(s, b)] = _top_channels(blk.bn1.weight.detach().abs(), arch.stages[s].blocks[b],
+                                     generator)
     block_src = {sb: sb for sb in old.block_ids()}
     return _transplant(net, arch, block_src, groups, mids, generator)

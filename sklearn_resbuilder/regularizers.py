@@ -160,3 +160,78 @@ def block_scores(net: ResBuilderNet) -> dict:
 def blocks_to_remove(net: ResBuilderNet, lasso_threshold: float = 1e-3) -> list:
     """Blocks whose deletion score is under ``lasso_threshold`` (greedy out, eq. 6)."""
     return [sb for sb, score in block_scores(net).items() if score < lasso_threshold]
+
+
+# ------------------------------------------------------------ proximal update
+#: Image area (pixels) at which lambda keeps the paper's meaning: CIFAR's 32x32,
+#: where the defaults were tuned. Both penalties are FLOP-weighted and FLOPs
+#: grow with H*W; dividing by H*W / REFERENCE_PIXELS makes one lambda act the
+#: same at 8x8, 28x28 and 112x112 (docs/algorithm.md, "Penalties under Adam").
+REFERENCE_PIXELS = 32 * 32
+#: The penalties move |gamma| as plain SGD would at PROXIMAL_LR_RATIO x Adam's
+#: current lr (0.1 vs 1e-3: the usual SGD and Adam learning rates of a ResNet).
+PROXIMAL_LR_RATIO = 100.0
+
+
+def penalty_scale(arch: Architecture) -> float:
+    """``REFERENCE_PIXELS / (H * W)``: the size normalisation of both penalties."""
+    _, h, w = arch.input_shape
+    return REFERENCE_PIXELS / (h * w)
+
+
+def penalty_value(net: ResBuilderNet, morph_strength: float, lasso_strength: float,
+                  gamma_threshold: float = 1e-2) -> torch.Tensor:
+    """``scale * (lambda_M G_M + lambda_Lambda G_Lambda)`` (paper eq. 5's penalty terms).
+
+    Differentiable w.r.t. the BN parameters it reads; ``scale`` is
+    :func:`penalty_scale`. :func:`proximal_step` applies exactly this term.
+    """
+    total = net.head.weight.new_zeros(())
+    if morph_strength:
+        reg, _ = morphnet_penalty(net, gamma_threshold)
+        total = total + morph_strength * reg
+    if lasso_strength:
+        total = total + lasso_strength * layer_lasso_penalty(net)
+    return total * penalty_scale(net.architecture)
+
+
+def _penalised_params(net: ResBuilderNet) -> list:
+    """Every BN gamma, and each block's last-BN beta (the gate's ``relu(beta_2)``)."""
+    params = [m.weight for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    return params + [blk.bn2.bias for _, blk in net.blocks()]
+
+
+def proximal_step(net: ResBuilderNet, step_size: float, morph_strength: float,
+                  lasso_strength: float, gamma_threshold: float = 1e-2) -> None:
+    """Soft-threshold the BN parameters by the penalty term (decoupled L1).
+
+    Both penalties are positively homogeneous in ``|gamma|`` (and ``relu(beta_2)``),
+    so each parameter ``p`` carries an L1 weight ``w_p = |d penalty / d p|``.
+    After the optimizer's step, ``p <- sign(p) max(|p| - step_size * w_p, 0)``:
+    the proximal operator of ``step_size * penalty``. Like AdamW's decoupled
+    weight decay, it bypasses Adam's per-parameter normalisation, which would
+    otherwise turn any dominating penalty into the same ~lr drift for every
+    channel (DESIGN.md §10): here a channel shrinks in proportion to its FLOP
+    cost, and one the data does not defend reaches exactly 0.
+
+    Parameters
+    ----------
+    net : ResBuilderNet
+    step_size : float
+        ``PROXIMAL_LR_RATIO * lr`` in the trainer (the optimizer's current lr,
+        so a schedule applies to the penalties too).
+    morph_strength, lasso_strength, gamma_threshold : float
+        lambda_M, lambda_Lambda and tau_M, as in :func:`penalty_value`.
+    """
+    if not (morph_strength or lasso_strength) or step_size <= 0:
+        return
+    params = _penalised_params(net)
+    with torch.enable_grad():
+        total = penalty_value(net, morph_strength, lasso_strength, gamma_threshold)
+        grads = torch.autograd.grad(total, params, allow_unused=True)
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            if g is None:
+                continue
+            shrunk = (p.abs() - step_size * g.abs()).clamp_(min=0)
+            p.copy_(torch.sign(p) * shrunk)

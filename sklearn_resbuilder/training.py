@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from torchvision.transforms import v2
 
 from .network import ResBuilderNet
-from .regularizers import layer_lasso_penalty, morphnet_penalty
+from .regularizers import PROXIMAL_LR_RATIO, penalty_value, proximal_step
 
 VARIANTS = ("with_reg", "no_reg_wi", "no_reg_ri")
 
@@ -258,13 +258,30 @@ class ResBuilderTrainer(NeuralNetClassifier):
         super().__init__(module, **kwargs)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
+        """CE, plus in training the value of eq. 5's penalty terms.
+
+        The penalties are added as a constant (no gradient): Adam would
+        normalise their gradient away (DESIGN.md §10), so they act through
+        :meth:`train_step`'s proximal update instead. The reported training
+        loss is still the whole of eq. 5 (with the size scale of
+        :func:`~sklearn_resbuilder.regularizers.penalty_scale`).
+        """
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        if training and self.morph_strength:
-            reg, _ = morphnet_penalty(self.module_, self.gamma_threshold)
-            loss = loss + self.morph_strength * reg
-        if training and self.lasso_strength:
-            loss = loss + self.lasso_strength * layer_lasso_penalty(self.module_)
+        if training and (self.morph_strength or self.lasso_strength):
+            with torch.no_grad():
+                penalty = penalty_value(self.module_, self.morph_strength,
+                                        self.lasso_strength, self.gamma_threshold)
+            loss = loss + penalty
         return loss
+
+    def train_step(self, batch, **fit_params):
+        """skorch's step (Adam on the CE), then the penalties' proximal step."""
+        step = super().train_step(batch, **fit_params)
+        if self.morph_strength or self.lasso_strength:
+            lr = self.optimizer_.param_groups[0]["lr"]
+            proximal_step(self.module_, PROXIMAL_LR_RATIO * lr, self.morph_strength,
+                          self.lasso_strength, self.gamma_threshold)
+        return step
 
     def preprocess(self, x, training: bool = False) -> torch.Tensor:
         """:func:`prepare_batch`, then augmentation in training."""

@@ -17,7 +17,6 @@ from torch.nn import functional as F
 from sklearn_resbuilder import Architecture, Stage, Stem
 from sklearn_resbuilder.network import (
     INSERT_GAMMA,
-    NEW_CHANNEL_GAMMA,
     ResBuilderNet,
     group_scores,
     insert_block,
@@ -399,36 +398,57 @@ def test_resize_shrink_grow_shrink(name):
     big = resize(small, big_arch, generator=_gen(2))
     assert big.architecture == big_arch
     torch.testing.assert_close(_eval(big, x), y0, rtol=0, atol=1e-5)
-    # New channels: fresh on the producing side (gamma NEW_CHANNEL_GAMMA), zero where read.
-    assert torch.all(big.stem.bn.weight[gw[0]:] == NEW_CHANNEL_GAMMA)
-    assert torch.all(big.head.weight.view(arch.n_classes, big_arch.group_widths()[-1], -1)
-                     [:, gw[-1]:] == 0)
-    # ... and trainable: the zero weights that read them get a gradient.
+    # New channels are copies of kept ones (Net2WiderNet): producer and BN copied,
+    # so every stream channel of the grown net equals one of the old ones ...
+    old_gamma = set(small.stem.bn.weight.tolist())
+    assert set(big.stem.bn.weight.tolist()) == old_gamma
+    # ... and each reader splits the original's weights: per row they sum back.
+    w_big = big.head.weight.view(arch.n_classes, big_arch.group_widths()[-1], -1)
+    w_small = small.head.weight.view(arch.n_classes, gw[-1], -1)
+    assert torch.all(w_big[:, gw[-1]:] != 0)
+    # ... and trainable at once: the copies' own BN gamma gets data gradient.
     probe = copy.deepcopy(big).train()
     F.cross_entropy(probe(x), torch.arange(len(x)) % arch.n_classes).backward()
-    head_grad = probe.head.weight.grad.view(arch.n_classes, big_arch.group_widths()[-1], -1)
-    assert head_grad[:, gw[-1]:].abs().sum() > 0
-
-    # Shrink back: the new channels have the smallest |gamma| and go first.
-    back = resize(big, small_arch, generator=_gen(3))
-    assert back.architecture == small_arch
-    torch.testing.assert_close(_eval(back, x), y0, rtol=0, atol=1e-5)
-    _assert_state_equal(back.state_dict(), small_state)
+    assert torch.all(probe.stem.bn.weight.grad[gw[0]:] != 0)
+    assert w_small.abs().sum() > 0
 
 
-def test_resize_grow_from_original_and_back():
+def test_resize_grow_from_original_keeps_the_function():
     arch = _two_groups()
     x = _data(arch)
     net = _fresh(arch, x)
     y0 = _eval(net, x)
-    state = _sub_state(net)
     big_arch = arch.with_widths([w + 3 for w in arch.group_widths()],
                                 [[m + 3 for m in mids] for mids in arch.block_widths()])
-    big = resize(net, big_arch)
+    big = resize(net, big_arch, generator=_gen(4))
     torch.testing.assert_close(_eval(big, x), y0, rtol=0, atol=1e-5)
-    back = resize(big, arch)
-    torch.testing.assert_close(_eval(back, x), y0, rtol=0, atol=1e-5)
-    _assert_state_equal(back.state_dict(), state)
+    # Train mode too (batch statistics: a copy has its original's statistics).
+    torch.testing.assert_close(big.train()(x), net.train()(x), rtol=0, atol=1e-4)
+
+
+def test_grown_channels_live_after_training(digits):
+    """Channels added by an omega > 1 step are alive after a normal training.
+
+    With the old init (fresh producer, gamma 0.1, read with zero weights) they
+    got no data gradient and died first; copies carry their original's signal.
+    """
+    from sklearn_resbuilder.data import channel_stats, to_images
+    from sklearn_resbuilder.regularizers import alive_widths
+    from sklearn_resbuilder.training import TrainConfig, TrainingData, train_one
+
+    X, _, y, _ = digits
+    images, shape = to_images(X.reshape(-1, 8, 8) / 16)
+    mean, std = channel_stats(images[:1100])
+    data = TrainingData.from_arrays(images[:1100], y[:1100], images[1100:], y[1100:], mean, std)
+    arch = Architecture.minimal(shape, 10, width=8).insert_block(0, 0)
+    cfg = TrainConfig(max_epochs=4, augment=False, morph_strength=1e-7, lasso_strength=0)
+    net = train_one(ResBuilderNet(arch, generator=_gen(0)), data, cfg, regularized=True).module
+    big = resize(net, arch.scaled(2.0), generator=_gen(1))   # 8 -> 16 channels everywhere
+    trained = train_one(big, data, cfg, regularized=True, seed=1).module
+    groups, mids = alive_widths(trained)
+    assert groups == [16] and mids == [[16], [], []]
+    new_gamma = trained.stem.bn.weight.detach().abs()[8:]
+    assert float(new_gamma.min()) > 0.1
 
 
 def test_resize_keeps_largest_gamma_by_group_max():

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from sklearn_resbuilder import Architecture
 from sklearn_resbuilder.network import insert_block
-from sklearn_resbuilder.regularizers import layer_lasso_penalty, morphnet_penalty
+from sklearn_resbuilder.regularizers import layer_lasso_penalty, morphnet_penalty, penalty_scale
 from sklearn_resbuilder.training import (
     VARIANTS,
     BatchAugment,
@@ -219,8 +219,13 @@ def test_get_loss_adds_exactly_the_penalties_in_training(digits):
     train = net.get_loss(y_pred, yb, X=xb, training=True)
     valid = net.get_loss(y_pred, yb, X=xb, training=False)
     torch.testing.assert_close(valid, ce)
-    torch.testing.assert_close(train, ce + 1e-4 * g_m + 3e-5 * g_l)
+    scale = penalty_scale(net.module_.architecture)
+    torch.testing.assert_close(train, ce + scale * (1e-4 * g_m + 3e-5 * g_l))
     assert float((train - valid).detach()) > 1e-3          # the penalties are really in there
+    # ... as a value only: Adam never sees their gradient (the proximal step applies them).
+    net.module_.zero_grad()
+    (train - ce).backward() if (train - ce).requires_grad else None
+    assert all(p.grad is None or not p.grad.any() for p in net.module_.parameters())
     # penalties off: plain CE in training too
     plain = _trainer(net.module_)
     plain.initialize()
@@ -502,8 +507,8 @@ def test_mixed_precision_runs_the_forward_in_bfloat16(small_data):
     module = _net(seed=4)
     dtypes = []
     module.head.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
-    res = train_one(module, small_data, TrainConfig(max_epochs=3, lr=1e-2,
-                                                    mixed_precision=True),
+    res = train_one(module, small_data, TrainConfig(max_epochs=3, lr=1e-2, morph_strength=1e-8,
+                                                    lasso_strength=1e-9, mixed_precision=True),
                     regularized=True)
     assert set(dtypes) == {torch.bfloat16}
     assert all(p.dtype == torch.float32 for p in res.module.parameters())
