@@ -94,16 +94,19 @@ class ResBuilderNet(nn.Module):
             raise ValueError(f"expected an Architecture, got {type(architecture).__name__}")
         a = architecture
         self.architecture = a
-        self.stem = ConvBN(a.input_shape[0], a.stem.width, a.stem.kernel, a.stem.stride)
-        self.stem_pool = nn.MaxPool2d(2) if a.stem.pool else nn.Identity()
-        stages, prev = [], a.stem.width
-        for s, st in enumerate(a.stages):
-            stages.append(StageModule(prev, st.width, st.blocks, s > 0, st.transition))
-            prev = st.width
-        self.stages = nn.ModuleList(stages)
-        h, w = a.stage_hw()[-1]
-        self.flatten = a.head == "flatten"
-        self.head = nn.Linear(prev * h * w if self.flatten else prev, a.n_classes)
+        # torch's layers draw a default init from the global RNG as they are
+        # built; reset_parameters replaces it, so keep the caller's RNG as it was.
+        with torch.random.fork_rng(devices=[]):
+            self.stem = ConvBN(a.input_shape[0], a.stem.width, a.stem.kernel, a.stem.stride)
+            self.stem_pool = nn.MaxPool2d(2) if a.stem.pool else nn.Identity()
+            stages, prev = [], a.stem.width
+            for s, st in enumerate(a.stages):
+                stages.append(StageModule(prev, st.width, st.blocks, s > 0, st.transition))
+                prev = st.width
+            self.stages = nn.ModuleList(stages)
+            h, w = a.stage_hw()[-1]
+            self.flatten = a.head == "flatten"
+            self.head = nn.Linear(prev * h * w if self.flatten else prev, a.n_classes)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -204,6 +207,9 @@ def _transplant(old: ResBuilderNet, arch: Architecture, block_src: dict,
     mid_keep[new (s, b)]: old middle-channel indices of that block (likewise).
     """
     device, dtype = _device_dtype(old)
+    if generator is None:
+        # Never the global RNG: a fit must not change the caller's torch state.
+        generator = torch.Generator().manual_seed(0)
     new = ResBuilderNet(arch, generator=generator).to(device=device, dtype=dtype)
     new.train(old.training)
     groups = arch.stream_groups()

@@ -11,9 +11,11 @@ For each of ``n_morph_steps`` (n_M):
    largest omega with ``FLOPs <= flop_budget``; blocks whose width reaches 0
    disappear.
 
-Every architecture visited is trained three ways (With Reg, No Reg WI, No Reg
-RI); the best No Reg network within the budget, by validation accuracy, is the
-result.
+Every new architecture is trained With Reg (which drives the search); those
+within the budget also No Reg WI (and, with ``retrain_fresh``, the paper's No
+Reg RI). An architecture visited before is not trained again. The result is
+the No Reg network within the budget with the fewest FLOPs among those within
+one standard error of the best validation accuracy.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .architecture import Architecture
 from .flops import largest_omega
 from .network import ResBuilderNet, insert_block, remove_blocks, resize
 from .regularizers import alive_widths, block_scores
-from .training import TrainConfig, TrainingData, train_variants
+from .training import TrainConfig, TrainingData, flip_invariant, train_variants
 
 NO_REG = ("no_reg_wi", "no_reg_ri")
 
@@ -45,6 +47,8 @@ class SearchConfig:
     lasso_threshold: float = 1e-3
     max_time: float | None = None
     max_redraws: int = 50
+    retrain_fresh: bool = False
+    check_removals: bool = True
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -172,22 +176,22 @@ class _Search:
             return "all channels of a stream died (|gamma| <= gamma_threshold)"
         return None
 
+    def _variants(self, arch: Architecture) -> tuple:
+        """What to train: No Reg only within the budget (nothing else can be chosen)."""
+        if arch.flops() > self.config.flop_budget:
+            return ("with_reg",)
+        return ("with_reg", "no_reg_wi") + (("no_reg_ri",) if self.config.retrain_fresh else ())
+
     def visit(self, net: ResBuilderNet, operation: str, *, omega=None, removed=(),
               inserted=None) -> bool:
-        """Train ``net``'s architecture three ways, record it, move the search on.
+        """Train ``net``'s architecture, record it, move the search on.
 
+        An architecture visited before is not trained again: its record is
+        repeated with ``reused_from`` set, and the search goes on from ``net``.
         Returns False on collapse (the search stays at the previous network).
         """
         t = time.perf_counter()
         arch = net.architecture
-        self.visited.add(arch)
-        seed = int(self.rng.integers(2**31 - 1))
-        results = train_variants(net, self.data, self.train_config, seed=seed)
-        smallest = min((r.record.get("batch_size", self.train_config.batch_size)
-                        for r in results.values()), default=self.train_config.batch_size)
-        if smallest < self.train_config.batch_size:  # out of memory: keep it halved
-            self.train_config = replace(self.train_config, batch_size=smallest)
-        collapsed = self._collapse_reason(results)
         step = len(self.history)
         flops = arch.flops()
         record = {
@@ -201,11 +205,29 @@ class _Search:
             "omega": omega,
             "removed_blocks": [list(b) for b in removed],
             "inserted_at": list(inserted) if inserted is not None else None,
-            "collapsed": collapsed,
+            "collapsed": None,
+            "reused_from": None,
             "seconds": 0.0,
-            "scores": {v: {k: _clean(val) for k, val in r.record.items()}
-                       for v, r in results.items()},
+            "scores": {},
         }
+        earlier = self._first_visit(arch)
+        if earlier is not None:
+            record["reused_from"] = earlier["step"]
+            record["scores"] = copy.deepcopy(earlier["scores"])
+            self.current = net
+            self._append(record)
+            return True
+        self.visited.add(arch)
+        seed = int(self.rng.integers(2**31 - 1))
+        results = train_variants(net, self.data, self.train_config, seed=seed,
+                                 variants=self._variants(arch))
+        smallest = min((r.record.get("batch_size", self.train_config.batch_size)
+                        for r in results.values()), default=self.train_config.batch_size)
+        if smallest < self.train_config.batch_size:  # out of memory: keep it halved
+            self.train_config = replace(self.train_config, batch_size=smallest)
+        collapsed = record["collapsed"] = self._collapse_reason(results)
+        record["scores"] = {v: {k: _clean(val) for k, val in r.record.items()}
+                            for v, r in results.items()}
         if collapsed is None:
             self.current = results["with_reg"].module
             if record["within_budget"]:
@@ -213,15 +235,35 @@ class _Search:
                     if v in results:
                         self._offer(results[v], step, v, flops)
         record["seconds"] = time.perf_counter() - t
+        self._append(record)
+        return collapsed is None
+
+    def _first_visit(self, arch: Architecture):
+        """The record that trained ``arch``, or None if it was never trained."""
+        if arch not in self.visited:
+            return None
+        for r in self.history:
+            if r.get("reused_from") is None and Architecture.from_dict(r["architecture"]) == arch:
+                return r
+        return None
+
+    def _append(self, record: dict) -> None:
         self.history.append(record)
         for cb in self.callbacks:
             cb.on_record(record)
-        return collapsed is None
 
     def _offer(self, result, step, variant, flops):
-        key = (result.record["valid_accuracy"], -flops)
-        if self.best is None or key > self.best[0]:
-            self.best = (key, step, variant, copy.deepcopy(result.module))
+        """Keep the better candidate: one standard error of the validation
+        accuracy decides; within it, fewer FLOPs win (then higher accuracy)."""
+        acc = result.record["valid_accuracy"]
+        if self.best is not None:
+            (best_acc, neg_flops), *_ = self.best
+            se = selection_se(best_acc, len(self.data.y_valid))
+            better = acc > best_acc + se or (acc >= best_acc - se and (
+                flops < -neg_flops or (flops == -neg_flops and acc > best_acc)))
+            if not better:
+                return
+        self.best = ((acc, -flops), step, variant, copy.deepcopy(result.module))
 
     # ------------------------------------------------------------ operations
     def insert(self) -> bool:
@@ -238,11 +280,21 @@ class _Search:
         return self.visit(net, "insert", inserted=(stage, position))
 
     def greedy_out(self) -> None:
-        """Delete every block scoring under tau_Lambda (eq. 6)."""
-        scores = block_scores(self.current)
-        drop = [sb for sb, s in scores.items() if s < self.config.lasso_threshold]
-        if drop and not self.out_of_time():
-            self.visit(remove_blocks(self.current, drop), "remove", removed=drop)
+        """Delete the blocks the data does not need (eq. 6, with a check).
+
+        A block goes if its score is under tau_Lambda (the paper's rule), or
+        if removing it, without retraining, raises the mean validation loss
+        by no more than its standard error (the score only orders the
+        candidates, lowest first; each removal is measured on the network
+        left by the ones before). So a block can go whenever it stops being
+        needed, not only right after its insertion.
+        """
+        if self.out_of_time():
+            return
+        net, drop = _confirmed_removals(self.current, self.data, self.config.lasso_threshold,
+                                        self.train_config, self.config.check_removals)
+        if drop:
+            self.visit(net, "remove", removed=drop)
 
     def morph(self) -> None:
         """MorphNet step (Alg. 1): alive widths, then the largest omega within budget."""
@@ -288,6 +340,7 @@ class _Search:
             "elapsed": self.elapsed_before + time.monotonic() - self.t0,
             "current": self.current.architecture.to_dict(), "best": None,
             "batch_size": self.train_config.batch_size,
+            "augment": self.train_config.augment,
         }
         tensors = {"current": _cpu_state(self.current)}
         if self.best is not None:
@@ -306,7 +359,8 @@ class _Search:
         self.complete, self.stopped = bool(state["complete"]), state["stopped"]
         self.elapsed_before = float(state["elapsed"])
         # An OOM-halved batch size stays halved.
-        self.train_config = replace(self.train_config, batch_size=int(state["batch_size"]))
+        self.train_config = replace(self.train_config, batch_size=int(state["batch_size"]),
+                                    augment=state.get("augment", self.train_config.augment))
         self.current = _load_net(state["current"], state["tensors"]["current"], device)
         if state["best"] is not None:
             b = state["best"]
@@ -314,12 +368,64 @@ class _Search:
             self.best = ((b["accuracy"], -b["flops"]), b["step"], b["variant"], module)
 
 
+def selection_se(accuracy: float, n_valid: int) -> float:
+    """Standard error of a validation accuracy on ``n_valid`` images (binomial)."""
+    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n_valid, 1))
+
+
+@torch.no_grad()
+def _valid_losses(net: ResBuilderNet, data: TrainingData, config) -> torch.Tensor:
+    """Per-image validation cross entropy of ``net`` (eval mode, batches of 512)."""
+    from .training import prepare_batch
+
+    was = net.training
+    net.eval()
+    out = []
+    for i in range(0, len(data.X_valid), 512):
+        xb = prepare_batch(data.X_valid[i:i + 512], data.mean, data.std, config.device)
+        out.append(torch.nn.functional.cross_entropy(
+            net(xb).float(), data.y_valid[i:i + 512].to(xb.device), reduction="none"))
+    net.train(was)
+    return torch.cat(out)
+
+
+def _confirmed_removals(net: ResBuilderNet, data: TrainingData, threshold: float, config,
+                        check: bool = True):
+    """``(network without the removed blocks, removed (stage, index) of ``net``)``.
+
+    ``check=False``: the paper's rule alone (score under ``threshold``)."""
+    scores = block_scores(net)
+    removed: list = []
+    current, ids = net, list(net.architecture.block_ids())  # ids: original names, in order
+    base = None
+    for sb in sorted(scores, key=scores.get):
+        i = ids.index(sb)
+        candidate = remove_blocks(current, [current.architecture.block_ids()[i]])
+        if scores[sb] >= threshold:
+            if not check:
+                continue
+            base = _valid_losses(current, data, config) if base is None else base
+            losses = _valid_losses(candidate, data, config)
+            # One standard error of the validation loss: the smallest change
+            # this split can tell apart (the selection's own resolution).
+            se = float(base.std()) / math.sqrt(len(base)) if len(base) > 1 else 0.0
+            if float(losses.mean() - base.mean()) > se:
+                continue  # the data needs this block
+            base = losses
+        else:
+            base = None  # removed unmeasured: measure the next one afresh
+        current = candidate
+        removed.append(sb)
+        del ids[i]
+    return current, sorted(removed)
+
+
 def _cpu_state(module) -> dict:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
 def _load_net(arch: dict, weights: dict, device) -> ResBuilderNet:
-    net = ResBuilderNet(Architecture.from_dict(arch))
+    net = ResBuilderNet(Architecture.from_dict(arch), generator=torch.Generator().manual_seed(0))
     net.load_state_dict(weights)
     return net.to(device)
 
@@ -352,6 +458,11 @@ def _step(s: _Search, op: str) -> None:
     if op == "start":
         if not s.visit(s.current, "start"):
             s.stopped = "collapsed at start"
+        elif s.train_config.augment == "auto":
+            # Trained with shifts only: do mirrored images keep their class?
+            check = flip_invariant(s.current, s.data, s.train_config.device)
+            s.train_config = replace(s.train_config, augment=True if check["flip"] else "shift")
+            s.history[0]["augment"] = {**check, "chosen": s.train_config.augment}
     elif op == "insert":
         s.inserted = s.insert()
     elif op == "greedy_out":
@@ -361,10 +472,13 @@ def _step(s: _Search, op: str) -> None:
         s.morph()
 
 
-def _cut_short(record: dict) -> bool:
-    """Did the deadline end a training of this record (or skip No Reg RI)?"""
+def _cut_short(s: _Search, record: dict) -> bool:
+    """Did the deadline end a training of this record (or skip one of its variants)?"""
+    if record.get("reused_from") is not None:
+        return False
     scores = record["scores"]
-    return ("no_reg_ri" not in scores
+    expected = s._variants(Architecture.from_dict(record["architecture"]))
+    return (any(v not in scores for v in expected)
             or any(v.get("stopped") == "max_time" for v in scores.values()))
 
 
@@ -378,7 +492,7 @@ def _loop(s: _Search) -> None:
         _step(s, s.plan[s.pos])
         s.pos += 1
         if len(s.history) > n:
-            if s.out_of_time() and _cut_short(s.history[-1]):
+            if s.out_of_time() and _cut_short(s, s.history[-1]):
                 # Not finished work: a later fit trains it again, in full.
                 s.stopped = "max_time"
                 break

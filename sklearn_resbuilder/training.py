@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
@@ -84,22 +84,62 @@ class BatchAugment(v2.Transform):
 
 
 def make_augment(augment, device, seed=None):
-    """The batch transform for ``augment`` = True (shift + flip), "shift", "flip" or False."""
+    """The batch transform for ``augment`` = True (shift + flip), "shift", "flip" or False.
+
+    "auto" is decided by the search (:func:`flip_invariant`); until then it
+    means "shift"."""
     if augment is False or augment is None:
         return None
     if augment is True:
         shift, flip = 0.1, True
-    elif augment == "shift":
+    elif augment in ("shift", "auto"):
         shift, flip = 0.1, False
     elif augment == "flip":
         shift, flip = 0.0, True
     else:
-        raise ValueError(f"augment must be True, False, 'shift' or 'flip', got {augment!r}")
+        raise ValueError(f"augment must be True, False, 'auto', 'shift' or 'flip', got {augment!r}")
     gen = None
     if seed is not None:
         gen = torch.Generator(device=device)
         gen.manual_seed(int(seed))
     return BatchAugment(shift, flip, gen)
+
+
+@torch.no_grad()
+def flip_invariant(module: nn.Module, data: "TrainingData", device="cpu") -> dict:
+    """Does ``module`` (trained without flips) classify mirrored validation images
+    as well as the originals? Decides ``augment="auto"``.
+
+    Flips are chosen when the network has learned something (accuracy four
+    standard errors above the majority class) and the accuracy on
+    horizontally flipped images is at least the accuracy on the originals
+    minus two paired standard errors:
+    mirrored digits or letters lose far more (measured: digits 0.95 -> 0.4),
+    mirror-symmetric classes nothing.
+
+    Returns
+    -------
+    dict
+        ``{"flip": bool, "accuracy": float, "flipped_accuracy": float}``.
+    """
+    was = module.training
+    module.eval()
+    right, right_flipped = [], []
+    for i in range(0, len(data.X_valid), 512):
+        xb = prepare_batch(data.X_valid[i:i + 512], data.mean, data.std, device)
+        yb = data.y_valid[i:i + 512].to(xb.device)
+        right.append(module(xb).argmax(1) == yb)
+        right_flipped.append(module(xb.flip(-1)).argmax(1) == yb)
+    module.train(was)
+    a, b = torch.cat(right).float(), torch.cat(right_flipped).float()
+    d = a - b
+    se = float(d.std()) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+    # A network no better than the majority class cannot tell: no flips (they
+    # cost 5-8 points where they are wrong, shifts alone rarely cost any).
+    chance = float(torch.bincount(data.y_valid).max()) / len(data.y_valid)
+    learned = float(a.mean()) - chance > 4 * math.sqrt(chance * (1 - chance) / len(a))
+    return {"flip": bool(learned and float(d.mean()) <= 2 * se), "accuracy": float(a.mean()),
+            "flipped_accuracy": float(b.mean())}
 
 
 # ----------------------------------------------------------------- batching
@@ -366,6 +406,9 @@ class TrainConfig:
     batch_size: int = 128
     max_epochs: int = 20
     patience: int = 5
+    #: Floor on the refit's optimizer steps: small data gets more epochs (300
+    #: images at batch 128 are 3 steps an epoch; 20 epochs do not train a net).
+    min_steps: int = 300
     augment: object = True
     device: str = "cpu"
     deadline: float | None = None  # time.monotonic() value
@@ -427,9 +470,10 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
         best = min(epochs, key=lambda r: r["valid_loss"])
         record = {"valid_accuracy": float(best["valid_acc"]),
                   "valid_loss": float(best["valid_loss"]),
-                  "train_loss": float(best["train_loss"])}
+                  "train_loss": float(best["train_loss"]),
+                  "best_epoch": int(best["epoch"])}
     else:  # nothing finished an epoch (deadline, early divergence): score the start
-        record = {**_score(net, data), "train_loss": float("nan")}
+        record = {**_score(net, data), "train_loss": float("nan"), "best_epoch": 0}
     record["epochs"] = len(epochs)
     stopped = getattr(net, "stop_reason_", None)
     if stopped is None and len(epochs) < config.max_epochs:
@@ -440,45 +484,122 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
     return TrainResult(net.module_, record, net.history)
 
 
-def _fit(module, data, config, regularized, seed, batch_size, channels_last):
-    """Build the skorch trainer for one training and run it (unless past the deadline)."""
-    torch.manual_seed(seed)
-    # NeuralNetClassifier adds its cached 'valid_acc' scoring itself.
-    callbacks = [
-        ("early_stopping", EarlyStopping(monitor="valid_loss", patience=config.patience,
-                                         threshold=0.0, load_best=True, sink=lambda *a: None)),
-        ("stop", StopTraining(config.deadline)),
-    ]
+def refit_epochs(config: TrainConfig, n_images: int, epochs: int) -> int:
+    """``epochs``, raised so that the refit makes at least ``config.min_steps`` steps."""
+    per_epoch = len(TensorBatches(Dataset(torch.empty(n_images), None), config.batch_size,
+                                  shuffle=True))
+    return max(int(epochs), math.ceil(config.min_steps / max(per_epoch, 1)))
+
+
+def _patience(config: TrainConfig, epochs: int) -> int:
+    """Early stopping's patience: ``config.patience``, but at most a third of
+    the epochs (at least 2), so it can act in short trainings too."""
+    return max(2, min(config.patience, math.ceil(epochs / 3)))
+
+
+def _seeds(seed: int) -> tuple[int, int]:
+    """Independent seeds for shuffling and augmentation (not the same integer)."""
+    a, b = np.random.SeedSequence(int(seed)).generate_state(2)
+    return int(a), int(b)
+
+
+def _trainer(module, data, config, *, regularized, seed, batch_size, channels_last,
+             epochs, callbacks, train_split):
+    """The skorch trainer of one training (all randomness from ``seed``, none global)."""
+    shuffle_seed, augment_seed = _seeds(seed)
     if config.verbose >= 2:
-        callbacks.append(("progress", ProgressBar()))
-    net = ResBuilderTrainer(
+        callbacks = callbacks + [("progress", ProgressBar())]
+    return ResBuilderTrainer(
         module,
         morph_strength=config.morph_strength if regularized else 0.0,
         lasso_strength=config.lasso_strength if regularized else 0.0,
         gamma_threshold=config.gamma_threshold,
         input_mean=data.mean, input_std=data.std,
-        augment=make_augment(config.augment, config.device, seed),
+        augment=make_augment(config.augment, config.device, augment_seed),
         mixed_precision=config.mixed_precision, channels_last=channels_last,
-        lr=config.lr, batch_size=batch_size, max_epochs=config.max_epochs,
+        lr=config.lr, batch_size=batch_size, max_epochs=epochs,
         optimizer__weight_decay=config.weight_decay,
         iterator_train=TensorBatches, iterator_valid=TensorBatches,
         iterator_train__shuffle=True,
-        iterator_train__generator=torch.Generator().manual_seed(seed),
-        train_split=predefined_split(Dataset(data.X_valid, data.y_valid)),
+        iterator_train__generator=torch.Generator().manual_seed(shuffle_seed),
+        train_split=train_split,
         callbacks=callbacks, device=config.device, verbose=0,
         classes=list(range(module.architecture.n_classes)),
     )
-    if config.deadline is not None and time.monotonic() >= config.deadline:
+
+
+def _run_fit(net, X, y, deadline):
+    """``net.fit`` unless past ``deadline``; a user's Ctrl-C ends the search."""
+    if deadline is not None and time.monotonic() >= deadline:
         net.initialize()
         net.stop_reason_ = "max_time"
         return net
     with _catch_ctrl_c() as pressed:
-        net.fit(Dataset(data.X_train, data.y_train), y=None)
+        net.fit(Dataset(X, y), y=None)
     if pressed:
         # skorch's partial_fit swallows KeyboardInterrupt (its own way to
         # stop a training); a user's Ctrl-C must end the search instead.
         raise KeyboardInterrupt
     return net
+
+
+def _fit(module, data, config, regularized, seed, batch_size, channels_last):
+    """Build the skorch trainer for one training and run it (unless past the deadline)."""
+    epochs = config.max_epochs
+    # NeuralNetClassifier adds its cached 'valid_acc' scoring itself.
+    callbacks = [
+        ("early_stopping", EarlyStopping(monitor="valid_loss", patience=_patience(config, epochs),
+                                         threshold=0.0, load_best=True, sink=lambda *a: None)),
+        ("stop", StopTraining(config.deadline)),
+    ]
+    net = _trainer(module, data, config, regularized=regularized, seed=seed,
+                   batch_size=batch_size, channels_last=channels_last, epochs=epochs,
+                   callbacks=callbacks,
+                   train_split=predefined_split(Dataset(data.X_valid, data.y_valid)))
+    return _run_fit(net, data.X_train, data.y_train, config.deadline)
+
+
+def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epochs: int,
+          seed: int = 0, warmup: float = 0.1) -> TrainResult:
+    """Train ``module`` (in place) on train + validation images, penalties off.
+
+    The learning rate follows skorch's ``LRScheduler`` with torch's
+    ``OneCycleLR``: a linear warm-up over ``warmup`` of the steps from
+    ``lr / 25`` to ``config.lr``, then a cosine down to ~0. There is no
+    validation split left to stop on, so it runs ``epochs`` epochs (fewer
+    if ``config.deadline`` comes first).
+
+    Returns
+    -------
+    TrainResult
+        ``record``: ``epochs`` run, ``planned_epochs``, ``n_images``,
+        ``train_loss`` of the last epoch, ``schedule``, ``lr``, ``seconds``,
+        ``stopped`` (None or "max_time" / "diverged: ...").
+    """
+    t0 = time.perf_counter()
+    X = torch.cat([data.X_train, data.X_valid])
+    y = torch.cat([data.y_train, data.y_valid])
+    channels_last = (config.channels_last if config.channels_last is not None
+                     else str(config.device).startswith("cuda"))
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    steps = epochs * len(TensorBatches(Dataset(X, y), config.batch_size, shuffle=True))
+    schedule = LRScheduler(policy=torch.optim.lr_scheduler.OneCycleLR, max_lr=config.lr,
+                           total_steps=steps + 1, pct_start=warmup, anneal_strategy="cos",
+                           cycle_momentum=False, step_every="batch")
+    net = _trainer(module, data, config, regularized=False, seed=seed,
+                   batch_size=config.batch_size, channels_last=channels_last, epochs=epochs,
+                   callbacks=[("lr_schedule", schedule), ("stop", StopTraining(config.deadline))],
+                   train_split=None)
+    net = _run_fit(net, X, y, config.deadline)
+    rows = [row for row in net.history if "train_loss" in row]
+    record = {"epochs": len(rows), "planned_epochs": int(epochs), "n_images": len(X),
+              "train_loss": float(rows[-1]["train_loss"]) if rows else float("nan"),
+              "schedule": f"one-cycle: {warmup:.0%} linear warm-up, cosine to 0",
+              "lr": float(config.lr), "batch_size": int(config.batch_size),
+              "stopped": getattr(net, "stop_reason_", None),
+              "seconds": time.perf_counter() - t0}
+    return TrainResult(net.module_, record, net.history)
 
 
 @torch.no_grad()

@@ -60,10 +60,17 @@ def _strip(history):
     out = []
     for r in history:
         r = {k: v for k, v in r.items() if k != "seconds"}
+        if r.get("refit"):
+            r["refit"] = {k: v for k, v in r["refit"].items() if k != "seconds"}
         r["scores"] = {v: {k: x for k, x in s.items() if k != "seconds"}
                        for v, s in r["scores"].items()}
         out.append(r)
     return out
+
+
+def _trained(history):
+    """Records that trained (a revisited architecture's record reuses the first)."""
+    return [r for r in history if r.get("reused_from") is None]
 
 
 def _ckpts(d):
@@ -95,13 +102,13 @@ def test_finished_search_is_restored_without_training(data, clean, tmp_path,
                                                       count_trainings, capsys):
     ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)
     first = len(count_trainings)
-    assert first == len(clean.history_)
+    assert first == len(_trained(clean.history_))
     again = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path, verbose=1,
                                  max_time=1e6).fit(*data)
     assert len(count_trainings) == first  # nothing trained
     _same_as_clean(again, clean, data)
     out = capsys.readouterr().out  # tqdm.write: progress lines go to stdout
-    assert f"resumed from a checkpoint with {first} architectures" in out
+    assert f"resumed from a checkpoint with {len(clean.history_)} architectures" in out
 
 
 KILL_SCRIPT = textwrap.dedent("""
@@ -147,7 +154,7 @@ def test_sigkill_after_kth_record_then_resume_repeats_nothing(data, clean, tmp_p
     clf = ResBuilderClassifier(**PARAMS, checkpoint_dir=ckdir).fit(*data)
     assert not list(ckdir.glob(".*.tmp")) and (ckdir / "notes.txt").read_text() == "mine"
     # Exactly the architectures after the last checkpoint were trained.
-    assert len(count_trainings) == len(clean.history_) - done
+    assert len(count_trainings) == len(_trained(clean.history_[done:]))
     assert len(clf.history_) == len(clean.history_)
     _same_as_clean(clf, clean, data)
 
@@ -162,22 +169,24 @@ def test_max_time_stop_then_resume_equals_an_uninterrupted_run(data, clean, tmp_
                                   perf_counter=time.perf_counter)
     monkeypatch.setattr(training_mod, "time", clock)
     monkeypatch.setattr(search_mod, "time", clock)
-    real_train_one, calls = training_mod.train_one, []
+    real_train_variants, calls = search_mod.train_variants, []
 
-    def train_one(*args, **kwargs):
+    def train_variants(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 7:  # the third architecture's With Reg training
+        if len(calls) == 3:  # the third architecture's trainings
             offset[0] = 1e6
-        return real_train_one(*args, **kwargs)
+        return real_train_variants(*args, **kwargs)
 
-    monkeypatch.setattr(training_mod, "train_one", train_one)
+    monkeypatch.setattr(search_mod, "train_variants", train_variants)
     first = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path, max_time=1e3).fit(*data)
     assert first.stopped_ == "max_time"
-    assert len(first.history_) == 3
-    assert first.history_[2]["scores"]["with_reg"]["stopped"] == "max_time"
-    assert _ckpts(tmp_path) == ["search-0001.ckpt", "search-0002.ckpt"]
+    n = len(first.history_)
+    assert len(_trained(first.history_)) == 3
+    assert first.history_[-1]["scores"]["with_reg"]["stopped"] == "max_time"
+    # Every record but the cut one is checkpointed.
+    assert _ckpts(tmp_path) == [f"search-{n - 2:04d}.ckpt", f"search-{n - 1:04d}.ckpt"]
     monkeypatch.undo()
-    saved = torch.load(tmp_path / "search-0002.ckpt", weights_only=True)
+    saved = torch.load(tmp_path / f"search-{n - 1:04d}.ckpt", weights_only=True)
     before = json.loads(saved["meta"])["elapsed"]
     resumed = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path, max_time=1e3).fit(*data)
     assert resumed.stopped_ is None
@@ -225,8 +234,9 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous(data, clean, tmp
     before = len(count_trainings)
     with pytest.warns(UserWarning, match=f"{names[-1]} is unreadable.*previous one"):
         clf = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)
-    # The previous checkpoint lacks the last record: only that one is trained again.
-    assert len(count_trainings) - before == 1
+    # The previous checkpoint lacks the last record: only that one is trained
+    # again (if it trained at all: a revisit reuses its first record).
+    assert len(count_trainings) - before == len(_trained(clean.history_[-1:]))
     _same_as_clean(clf, clean, data)
 
 
@@ -285,7 +295,9 @@ def test_ctrl_c_during_training_leaves_a_usable_checkpoint(data, clean, tmp_path
     monkeypatch.setattr(search_mod, "train_variants", interrupted)
     first = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)
     assert first.stopped_ == "interrupted"
-    assert _ckpts(tmp_path) == ["search-0002.ckpt", "search-0003.ckpt"]
+    n = len(first.history_)  # every finished record (3 trained ones) is checkpointed
+    assert len(_trained(first.history_)) == 3
+    assert _ckpts(tmp_path) == [f"search-{n - 1:04d}.ckpt", f"search-{n:04d}.ckpt"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.setattr(search_mod, "train_variants", real)
     resumed = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)

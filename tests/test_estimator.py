@@ -99,10 +99,16 @@ def test_history_records(fitted):
             assert key in record, key
         assert isinstance(record["architecture"], dict)
         assert record["flops"] == Architecture.from_dict(record["architecture"]).flops()
-        assert set(record["scores"]) == VARIANTS
+        # No Reg only within the budget; No Reg RI only with retrain_fresh=True.
+        within = record["flops"] <= fitted.flop_budget
+        assert set(record["scores"]) == ({"with_reg", "no_reg_wi"} if within else {"with_reg"})
         for scores in record["scores"].values():
             for key in ("valid_accuracy", "train_loss", "valid_loss", "epochs", "seconds"):
                 assert key in scores, key
+    # The chosen network was refit on all the training images, and says how.
+    refit = history[fitted.best_step_]["refit"]
+    assert refit is fitted.refit_ and refit["used"] and refit["epochs"] >= 2
+    assert refit["n_images"] == fitted.refit_["n_images"] > 0
 
 
 def test_predict_predict_proba_score(fitted, digits):
@@ -457,3 +463,68 @@ def test_predict_reads_pixels_on_the_training_scale_whatever_the_dtype():
     on_float = ResBuilderClassifier(**TINY).fit(X8.astype(np.float32), y)
     np.testing.assert_allclose(on_float.predict_proba(X8),
                                on_float.predict_proba(X8.astype(np.float32)), atol=1e-6)
+
+
+# ------------------------------------------------------- what a user expects of fit
+def test_fit_leaves_the_global_torch_rng_alone(small):
+    X, y, _, _ = small
+    state = torch.get_rng_state()
+    ResBuilderClassifier(flop_budget=BUDGET, n_insertions=1, n_morph_steps=0, max_epochs=1,
+                         augment=False, random_state=0).fit(X, y)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_refit_false_returns_the_search_network(small):
+    X, y, _, _ = small
+    kw = dict(flop_budget=BUDGET, n_insertions=1, n_morph_steps=0, max_epochs=2,
+              augment=False, random_state=0)
+    off = ResBuilderClassifier(refit=False, **kw).fit(X, y)
+    on = ResBuilderClassifier(**kw).fit(X, y)
+    assert off.refit_ is None and "refit" not in off.history_[off.best_step_]
+    # Same search (same seed), then only the refit trains on more.
+    assert strip_seconds(off.history_) == strip_seconds(
+        [{k: v for k, v in r.items() if k != "refit"} for r in on.history_])
+    assert on.refit_["n_images"] == len(X) and on.refit_["used"]
+    assert on.refit_["epochs"] == on.refit_["planned_epochs"]
+    # min_steps: 500 images at batch 128 are 4 steps an epoch: >= 300 steps is 75 epochs.
+    assert on.refit_["epochs"] >= 75
+    w_off = [p.detach() for p in off.module_.parameters()]
+    w_on = [p.detach() for p in on.module_.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(w_off, w_on))
+
+
+def _mirror_symmetric(n=600, seed=0):
+    """8x8 images, class = which row holds a horizontal bar: mirroring keeps the class."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 8, n)
+    X = rng.normal(0, 0.3, (n, 8, 8)).astype(np.float32)
+    X[np.arange(n), y, :] += 1.5
+    X = (X + X[:, :, ::-1]) / 2  # symmetric noise too
+    return X.reshape(n, 64), y
+
+
+@pytest.mark.parametrize("which", ["digits", "mirror"])
+def test_augment_auto_flips_only_mirror_invariant_data(small, which):
+    X, y = small[:2] if which == "digits" else _mirror_symmetric()
+    clf = ResBuilderClassifier(flop_budget=BUDGET, n_insertions=1, n_morph_steps=0,
+                               max_epochs=12, lr=3e-3, refit=False, random_state=0).fit(X, y)
+    check = clf.history_[0]["augment"]
+    assert check["chosen"] == ("shift" if which == "digits" else True), check
+    if which == "digits":  # mirrored digits lose a lot
+        assert check["flipped_accuracy"] < check["accuracy"] - 0.1
+
+
+def test_small_data_cross_validation_beats_logistic_regression():
+    """300 training digits per fold: the refit's step floor and schedule train
+    a network (before: 0.14-0.19 at 3 epochs, where an SVC gets ~0.95)."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600], y[:600]
+    cv = StratifiedKFold(2, shuffle=True, random_state=0)
+    lr = cross_val_score(LogisticRegression(max_iter=2000), X, y, cv=cv).mean()
+    rb = cross_val_score(ResBuilderClassifier(flop_budget=2e5, n_insertions=1, n_morph_steps=1,
+                                              max_epochs=3, random_state=0), X, y, cv=cv).mean()
+    assert rb > lr, (rb, lr)

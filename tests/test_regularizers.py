@@ -346,3 +346,109 @@ def test_trained_useful_block_is_kept(digits_data):
     assert score > 1e-3
     assert score > 2 * inserted            # the block grew out of its near-identity init
     assert blocks_to_remove(res.module, 1e-3) == []
+
+
+# ------------------------------------------------- the proximal (decoupled) step
+def test_proximal_step_is_the_soft_threshold_of_the_penalty():
+    """p <- sign(p) max(|p| - step |dG/dp|, 0) with G the scaled eq. 5 terms."""
+    from sklearn_resbuilder.regularizers import penalty_value, proximal_step
+
+    net = _one_block_net()
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    params = [net.stem.bn.weight, net.block(0, 0).bn1.weight, net.block(0, 0).bn2.weight]
+    grads = torch.autograd.grad(penalty_value(net, 1e-4, 1e-4, TAU), params)
+    step = 1e-2
+    proximal_step(net, step, 1e-4, 1e-4, TAU)
+    for p, g, name in zip(params, grads, ("stem.bn.weight", "stages.0.blocks.0.bn1.weight",
+                                          "stages.0.blocks.0.bn2.weight")):
+        old = before[name]
+        want = torch.sign(old) * (old.abs() - step * g.abs()).clamp(min=0)
+        torch.testing.assert_close(p.detach(), want)
+        assert (p.detach().abs() <= old.abs()).all()
+    # Nothing else moves: conv weights and the head are untouched.
+    for n, p in net.named_parameters():
+        if "conv" in n or n.startswith("head"):
+            assert torch.equal(p.detach(), before[n]), n
+    # A large step gives exact zeros (a dead channel), not a sign flip.
+    proximal_step(net, 1e6, 1e-4, 1e-4, TAU)
+    assert torch.all(net.block(0, 0).bn1.weight == 0)
+    assert torch.all(net.block(0, 0).bn2.weight == 0)
+
+
+@pytest.mark.parametrize("side", [8, 32, 112])
+def test_penalty_weights_do_not_depend_on_the_image_size(side):
+    """FLOPs grow with H*W; the scale REFERENCE_PIXELS/(H*W) cancels that, so
+    one lambda shrinks the same network's channels alike at every size."""
+    from sklearn_resbuilder.regularizers import penalty_value
+
+    def weights(s):
+        arch = Architecture.minimal((1, s, s), 10, width=6).insert_block(0, 0).insert_block(2, 0)
+        net = arch.build(_gen())
+        bns = [m.weight for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        return torch.cat([g.abs() for g in torch.autograd.grad(
+            penalty_value(net, 1e-7, 1e-8), bns)])
+
+    torch.testing.assert_close(weights(side), weights(8), rtol=1e-5, atol=0)
+
+
+def _digits_data():
+    from sklearn.datasets import load_digits
+
+    from sklearn_resbuilder.training import TrainingData
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32).reshape(-1, 1, 8, 8)
+    return TrainingData.from_arrays(X[:1100], y[:1100], X[1100:1400], y[1100:1400])
+
+
+def _one_block_per_stage():
+    arch = Architecture.minimal((1, 8, 8), 10)
+    for s in range(arch.n_stages):
+        arch = arch.insert_block(s, 0)
+    return arch
+
+
+@pytest.fixture(scope="module")
+def dose():
+    """Mean |gamma_1| per block after one With Reg training, for three lambda_M."""
+    from sklearn_resbuilder.training import TrainConfig, train_one
+
+    data, arch = _digits_data(), _one_block_per_stage()
+    out = {}
+    for lam in (1e-8, 1e-7, 1e-6):
+        net = arch.build(_gen(0))
+        cfg = TrainConfig(morph_strength=lam, lasso_strength=0, max_epochs=10, patience=10,
+                          augment=False)
+        trained = train_one(net, data, cfg, regularized=True, seed=0).module
+        out[lam] = (trained, [float(b.bn1.weight.detach().abs().mean())
+                              for _, b in trained.blocks()])
+    return out
+
+
+def test_morphnet_shrinks_expensive_channels_faster(dose):
+    """Within one training, the stage-0 block (8x8 maps, 16x the FLOPs per
+    channel of the 2x2 stage) loses more of its gamma than the stage-2 block.
+    Under Adam with the penalty in the loss every gamma drifted alike."""
+    _, (g0, g1, g2) = dose[1e-7]
+    assert g0 < g1 < g2
+    assert g2 - g0 > 0.2
+
+
+def test_morph_strength_has_a_graded_effect(dose):
+    """Each decade of lambda_M shrinks the expensive block clearly more, and the
+    default (1e-7) sits inside the range: neither inert nor killing."""
+    g = [dose[lam][1][0] for lam in (1e-8, 1e-7, 1e-6)]
+    assert g[0] > 0.85 and 0.2 < g[1] < 0.8 and g[2] < 0.05
+    assert g[0] - g[1] > 0.1 and g[1] - g[2] > 0.1
+
+
+def test_morph_step_widths_are_not_a_uniform_rescale(dose):
+    """At a strong lambda_M the MorphNet step keeps different shares of each
+    group: the expensive block's middle goes, the cheap blocks' stay."""
+    net, _ = dose[1e-6]
+    groups, mids = alive_widths(net, TAU)
+    arch = net.architecture
+    kept = [m / w for m, w in zip([x for ms in mids for x in ms],
+                                  [x for ms in arch.block_widths() for x in ms])]
+    assert max(kept) - min(kept) > 0.5, (groups, mids)
+    assert mids[0][0] < mids[2][0]

@@ -507,7 +507,7 @@ def test_mixed_precision_runs_the_forward_in_bfloat16(small_data):
     module = _net(seed=4)
     dtypes = []
     module.head.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
-    res = train_one(module, small_data, TrainConfig(max_epochs=3, lr=1e-2, morph_strength=1e-8,
+    res = train_one(module, small_data, TrainConfig(max_epochs=6, lr=1e-2, morph_strength=1e-8,
                                                     lasso_strength=1e-9, mixed_precision=True),
                     regularized=True)
     assert set(dtypes) == {torch.bfloat16}
