@@ -56,6 +56,7 @@ def fit_row(device, mixed, X, y, X_test, y_test, args):
     clf = ResBuilderClassifier(
         flop_budget=args.budget, n_insertions=args.n_ins, n_morph_steps=args.n_morph,
         max_epochs=args.epochs, augment="shift", device=device, mixed_precision=mixed,
+        refit=not args.smoke,  # the smoke run checks the devices, not the refit
         random_state=0, verbose=args.verbose)
     if device.startswith("cuda"):
         torch.cuda.synchronize()

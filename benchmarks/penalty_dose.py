@@ -9,6 +9,11 @@ would delete, and validation / test accuracy.
 
     python benchmarks/penalty_dose.py [--data mnist|digits] [--n-train 2000]
         [--epochs 4] [--morph 0,1e-8,1e-7,1e-6,1e-5] [--lasso 0,1e-9,1e-8,1e-7,1e-6]
+        [--inserted]
+
+``--inserted``: the blocks are inserted near-identity (last-BN gamma ~5e-3)
+into a trained minimal net, as the search inserts them, instead of starting
+at gamma 1.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ def main():
     ap.add_argument("--morph", default="0,1e-8,1e-7,1e-6,1e-5")
     ap.add_argument("--lasso", default="0")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--inserted", action="store_true",
+                    help="LayerLasso on a just-inserted block: train the minimal net first, "
+                         "insert a near-identity block per stage, then the With Reg training")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     X, y, Xt, yt = load(args)
@@ -58,14 +66,24 @@ def main():
     mean, std = channel_stats(images[tr])
     data = TrainingData.from_arrays(images[tr], y[tr], images[va], y[va], mean, std)
     arch = Architecture.minimal(shape, 10)
-    for s in range(arch.n_stages):
-        arch = arch.insert_block(s, 0)
-    start = ResBuilderNet(arch, generator=torch.Generator().manual_seed(0)).state_dict()
+    if args.inserted:
+        from sklearn_resbuilder.network import insert_block
+
+        base = ResBuilderNet(arch, generator=torch.Generator().manual_seed(0))
+        base = train_one(base, data, TrainConfig(max_epochs=args.epochs, patience=args.epochs,
+                                                 augment="shift"), regularized=False).module
+        for s in range(arch.n_stages):
+            base = insert_block(base, s, 0, generator=torch.Generator().manual_seed(s))
+        arch, start = base.architecture, base.state_dict()
+    else:
+        for s in range(arch.n_stages):
+            arch = arch.insert_block(s, 0)
+        start = ResBuilderNet(arch, generator=torch.Generator().manual_seed(0)).state_dict()
     print(f"{args.data} {len(tr)} train / {len(va)} valid, {args.epochs} epochs, "
           f"net {arch.summary()}")
-    print("| λ_M | λ_Λ | alive stream | alive middles | mean|γ1| per block | "
+    print("| λ_M | λ_Λ | alive stream | alive middles | mean|γ1| per block | gate per block | "
           "deleted (score<1e-3) | valid acc | test acc | s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for lm in [float(v) for v in args.morph.split(",")]:
         for ll in [float(v) for v in args.lasso.split(",")]:
             net = ResBuilderNet(arch)
@@ -79,11 +97,12 @@ def main():
             g1 = [f"{float(blk.bn1.weight.detach().abs().mean()):.3f}" for _, blk in m.blocks()]
             scores = block_scores(m)
             dead = [sb for sb, v in scores.items() if v < 1e-3]
+            gates = " ".join(f"{v:.2g}" for v in scores.values())
             with torch.no_grad():
                 logits = torch.cat([m(prepare_batch(test_images[i:i + 1000], mean, std))
                                     for i in range(0, len(test_images), 1000)])
             acc = float((logits.argmax(1).numpy() == yt).mean())
-            print(f"| {lm:g} | {ll:g} | {groups} | {mids} | {' '.join(g1)} | {dead} | "
+            print(f"| {lm:g} | {ll:g} | {groups} | {mids} | {' '.join(g1)} | {gates} | {dead} | "
                   f"{res.record['valid_accuracy']:.3f} | {acc:.3f} | "
                   f"{time.perf_counter() - t:.0f} |", flush=True)
 

@@ -35,6 +35,7 @@ clf = ResBuilderClassifier(
     n_insertions=1 if SMOKE else 2,
     n_morph_steps=1 if SMOKE else 2,
     max_epochs=5 if SMOKE else 20,
+    refit=not SMOKE,  # the refit's 600-step floor is minutes, not the smoke run's seconds
     batch_size=32,  # ~1,300 training images: small batches give more Adam steps
     augment="shift",  # digits must not be mirrored
     max_time=None if SMOKE else 60,  # per fold: every fold is a whole search

@@ -58,6 +58,7 @@ def main():
         n_insertions=1 if SMOKE else 2,
         n_morph_steps=1 if SMOKE else 2,
         max_epochs=3 if SMOKE else 20,
+        refit=not SMOKE,  # the refit's 600-step floor is minutes, not the smoke run's seconds
         lr=1e-2 if SMOKE else 1e-3,
         batch_size=32,
         augment="shift",  # digits must not be mirrored

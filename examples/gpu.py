@@ -54,6 +54,7 @@ clf = ResBuilderClassifier(
     n_insertions=1 if SMOKE else 4,      # the paper's n_Lambda on a GPU
     n_morph_steps=1 if SMOKE else 7,     # the paper's n_M on a GPU
     max_epochs=1 if SMOKE else 20,
+    refit=not SMOKE,  # the refit's 600-step floor is minutes, not the smoke run's seconds
     augment="shift",  # digits must not be mirrored
     device=device,
     max_time=60 if SMOKE else 3600,

@@ -56,6 +56,7 @@ pipe = make_pipeline(
         n_insertions=1 if SMOKE else 2,
         n_morph_steps=1 if SMOKE else 2,
         max_epochs=5 if SMOKE else 20,
+        refit=not SMOKE,  # the refit's 600-step floor is minutes, not the smoke run's seconds
         batch_size=32,
         augment="shift",  # digits must not be mirrored
         max_time=None if SMOKE else 120,

@@ -30,6 +30,7 @@ clf = ResBuilderClassifier(
     n_insertions=1 if SMOKE else 3,
     n_morph_steps=1 if SMOKE else 2,
     max_epochs=1 if SMOKE else 4,
+    refit=not SMOKE,  # the refit's 600-step floor is minutes, not the smoke run's seconds
     augment="shift",  # digits must not be mirrored: shifts only
     max_time=60 if SMOKE else 270,
     random_state=0,

@@ -51,6 +51,7 @@ def main():
     clf = ResBuilderClassifier(
         n_insertions=1 if smoke else 2, n_morph_steps=1 if smoke else 2,
         max_epochs=3 if smoke else 20, lr=1e-2 if smoke else 1e-3, batch_size=32,
+        refit=not smoke,  # the refit's 600-step floor is minutes, not the smoke run's seconds
         augment="shift", max_time=None if smoke else 60, device="cpu", random_state=0)
     search = GridSearchCV(clf, {"flop_budget": budgets}, cv=2 if smoke else 3, n_jobs=-1)
 

@@ -48,6 +48,7 @@ with tempfile.TemporaryDirectory() as tmp:
         # n_insertions and n_morph_steps keep the paper's defaults (4 and 7): far
         # more than fits in MAX_TIME, so the time budget ends each piece.
         max_epochs=5 if SMOKE else 20,
+        refit=not SMOKE,  # the refit's 600-step floor is minutes, not the smoke run's seconds
         batch_size=32,
         augment="shift",  # digits must not be mirrored
         max_time=MAX_TIME,

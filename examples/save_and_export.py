@@ -38,6 +38,7 @@ clf = ResBuilderClassifier(
     n_insertions=1 if SMOKE else 2,
     n_morph_steps=1 if SMOKE else 2,
     max_epochs=1 if SMOKE else 10,
+    refit=not SMOKE,  # the refit's 600-step floor is minutes, not the smoke run's seconds
     augment=False,
     # CPU so predict_proba and the (CPU) exports compute alike: CUDA convs may
     # use TF32 and differ by ~1e-3.

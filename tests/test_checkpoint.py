@@ -26,7 +26,7 @@ from sklearn_resbuilder.checkpoint import CheckpointError, SearchCheckpoint
 
 N = 400
 PARAMS = dict(flop_budget=3e5, n_morph_steps=2, n_insertions=2, max_epochs=2, lr=1e-2,
-              random_state=0)
+              refit=False, random_state=0)  # the refit is tested in test_estimator
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_val_
 from sklearn_resbuilder import ResBuilderClassifier
 
 # lr 1e-2 and batches of 32: a few hundred digits learn something in 2 epochs.
-TINY = dict(n_morph_steps=1, n_insertions=1, max_epochs=2, lr=1e-2, batch_size=32,
+TINY = dict(n_morph_steps=1, n_insertions=1, max_epochs=2, lr=1e-2, batch_size=32, refit=False,
             augment=False, device="cpu", random_state=0)
 GRID = {"flop_budget": [1e5, 2e5]}
 

@@ -24,7 +24,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn_resbuilder import ResBuilderClassifier
 
 # Successful fits must be fast: one 1-epoch training per variant, no search steps.
-TINY = dict(flop_budget=1e5, n_morph_steps=0, n_insertions=0, max_epochs=1, batch_size=8,
+TINY = dict(flop_budget=1e5, n_morph_steps=0, n_insertions=0, max_epochs=1, batch_size=8, refit=False,
             augment=False, device="cpu", random_state=0)
 
 #: Valid per-image shapes; the first four fit the fixture model (fitted on

@@ -101,10 +101,12 @@ def test_search_history_of_a_real_fit(fitted, tmp_path):
     _check_png(fig, tmp_path, "history")
     ax = _accuracy_axes(fig)
     lines = [ln for ln in ax.get_lines() if ln.get_gid() in VARIANTS]
-    assert [ln.get_gid() for ln in lines] == list(VARIANTS)
-    assert [ln.get_label() for ln in lines] == ["With Reg", "No Reg WI", "No Reg RI"]
-    for ln, v in zip(lines, VARIANTS):
-        np.testing.assert_allclose(ln.get_ydata(), [r["scores"][v]["valid_accuracy"] for r in h])
+    # No Reg RI is opt-in (retrain_fresh): not trained, not drawn.
+    assert [ln.get_gid() for ln in lines] == ["with_reg", "no_reg_wi"]
+    assert [ln.get_label() for ln in lines] == ["With Reg", "No Reg WI"]
+    for ln, v in zip(lines, ["with_reg", "no_reg_wi"]):
+        want = [r["scores"][v]["valid_accuracy"] if v in r["scores"] else np.nan for r in h]
+        np.testing.assert_allclose(ln.get_ydata(), want)
     n_morph = sum(r["operation"] == "morph" for r in h)
     assert n_morph >= 1
     assert len(_by_gid(ax.get_lines(), "morph")) == n_morph

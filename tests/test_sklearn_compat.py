@@ -33,7 +33,7 @@ from sklearn_resbuilder import ResBuilderClassifier
 # and the stratified split inside fit needs one validation sample per class
 # (with the default 0.1, 20 samples of 3 classes give 2 validation samples and
 # fit raises a clear ValueError by design; see data.validation_split).
-CHECK_CONFIG = dict(flop_budget=1e6, n_insertions=0, n_morph_steps=0, max_epochs=3,
+CHECK_CONFIG = dict(flop_budget=1e6, n_insertions=0, n_morph_steps=0, max_epochs=3, refit=False,
                     lr=1e-2, batch_size=32, augment=False, image_shape=(1, -1),
                     validation_fraction=0.25, random_state=0)
 
