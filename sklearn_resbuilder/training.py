@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from torchvision.transforms import v2
 
 from .network import ResBuilderNet
-from .regularizers import PROXIMAL_LR_RATIO, penalty_value, proximal_step
+from .regularizers import PROXIMAL_LR_RATIO, alive_widths, penalty_value, proximal_step
 
 VARIANTS = ("with_reg", "no_reg_wi", "no_reg_ri")
 
@@ -188,10 +188,12 @@ class StopTraining(Callback):
 
     Diverging means non-finite, or ``explode_factor`` times the first batch's
     loss: a too large lambda or lr (the paper's Fig. 10) blows the loss up to
-    1e11 and more long before it overflows. Stopping uses skorch's own
+    1e11 and more long before it overflows. A regularised training also
+    stops when the penalties leave a residual stream with no alive channel
+    (the search discards such a network). Stopping uses skorch's own
     mechanism (raising ``KeyboardInterrupt``, caught by ``partial_fit``, as
     ``EarlyStopping`` does). The reason lands in ``net.stop_reason_``: None,
-    "max_time" or "diverged: ...".
+    "max_time", "diverged: ..." or "collapsed: ...".
     """
 
     def __init__(self, deadline: float | None = None, explode_factor: float = 1e3):
@@ -225,6 +227,13 @@ class StopTraining(Callback):
             raise KeyboardInterrupt
 
     def on_epoch_end(self, net, **kwargs):
+        if net.morph_strength or net.lasso_strength:
+            groups, _ = alive_widths(net.module_, net.gamma_threshold)
+            if min(groups) == 0:
+                # The penalties killed a whole residual stream: the search rolls
+                # this network back, so the rest of the training is wasted.
+                net.stop_reason_ = f"collapsed: a stream died in epoch {len(net.history)}"
+                raise KeyboardInterrupt
         if all(torch.isfinite(p).all() for p in net.module_.parameters()):
             self._good = copy.deepcopy(net.module_.state_dict())
         if self.deadline is not None and time.monotonic() >= self.deadline:

@@ -535,3 +535,13 @@ def test_training_data_moves_once_and_keeps_uint8():
     assert moved.X_train.device.type == "meta" and moved.X_train.dtype == torch.uint8
     assert moved.y_valid.device.type == "meta"
     assert data.nbytes == 20 * 64 + 4 * 64 + 24 * 8
+
+
+def test_a_training_whose_stream_dies_stops_early(small_data):
+    """Penalties strong enough to kill a residual stream end the training at
+    that epoch (the search would discard the network anyway)."""
+    cfg = TrainConfig(max_epochs=30, patience=30, augment=False, morph_strength=1e-4,
+                      lasso_strength=0)
+    res = train_one(_net(seed=6), small_data, cfg, regularized=True)
+    assert (res.record["stopped"] or "").startswith("collapsed: a stream died")
+    assert res.record["epochs"] < 30
