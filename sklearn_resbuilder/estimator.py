@@ -25,6 +25,9 @@ from .training import TrainConfig, TrainingData, prepare_batch, refit, refit_epo
 
 #: Share of ``max_time`` kept for the refit; the search gets the rest.
 REFIT_TIME_SHARE = 0.2
+#: With ``max_time``, the refit may stretch to this many times its planned
+#: epochs when the search left the time.
+REFIT_MAX_STRETCH = 4
 
 
 def resolve_device(device) -> str:
@@ -116,7 +119,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         Wall-clock limit of ``fit`` in seconds (per call), checked between
         epochs; the best network found so far is kept. With ``refit``, the
         search gets 80 % of it and the refit the rest (its epochs sized to
-        fit, from the measured seconds per epoch). With
+        fit, from the measured seconds per epoch; time the search left over
+        stretches the refit, up to 4x its planned epochs). With
         ``checkpoint_dir``, the next ``fit`` goes on where this one stopped.
     checkpoint_dir : str or path-like, default=None
         Directory for a resumable search: after every trained architecture the
@@ -366,7 +370,10 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
             if timed:
                 per_epoch = (sum(v["seconds"] for v in timed) / sum(v["epochs"] for v in timed)
                              * n_all / len(data.X_train))
-                epochs = max(1, min(epochs, int(left // max(per_epoch, 1e-9))))
+                # What fits in the time left; a search that ended early leaves
+                # the refit more (a longer one-cycle schedule), up to 4x.
+                fits = int(left // max(per_epoch, 1e-9))
+                epochs = max(1, min(fits, REFIT_MAX_STRETCH * epochs))
             else:  # nothing of it finished an epoch: no speed to go by
                 epochs = 1
         config = replace(train_config, deadline=deadline)
