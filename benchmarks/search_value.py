@@ -64,7 +64,7 @@ from sklearn_resbuilder.training import BatchAugment
 ROWS = ("resbuilder", "uniform", "cnn", "random", "svc", "mlp")
 BATCH = 128
 # ResBuilder defaults per data set: (n_insertions, n_morph_steps, max_epochs).
-RB_DEFAULTS = {"mnist": (3, 2, 4), "digits": (2, 2, 10), "smoke": (1, 1, 1)}
+RB_DEFAULTS = {"mnist": (3, 2, 4), "digits": (2, 2, 30), "smoke": (1, 1, 1)}
 # Uniform layouts: (stage, blocks) pairs added to the minimal 3-stage net.
 LAYOUTS = {"a: 1 block in each stage": [(0, 1), (1, 1), (2, 1)],
            "b: 2 blocks in stages 1 and 2": [(1, 2), (2, 2)],

@@ -236,7 +236,9 @@ class StopTraining(Callback):
                 raise KeyboardInterrupt
         if all(torch.isfinite(p).all() for p in net.module_.parameters()):
             self._good = copy.deepcopy(net.module_.state_dict())
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        # Past the deadline after the last epoch: the training is complete.
+        if (self.deadline is not None and time.monotonic() >= self.deadline
+                and len(net.history) < net.max_epochs):
             net.stop_reason_ = "max_time"
             raise KeyboardInterrupt
 

@@ -28,9 +28,11 @@ from sklearn_resbuilder.training import (
     TrainingData,
     make_augment,
     prepare_batch,
+    refit,
     train_one,
     train_variants,
 )
+from sklearn_resbuilder import training as training_mod
 
 
 def _gen(seed=0):
@@ -377,6 +379,19 @@ def test_deadline_during_training_stops_after_that_epoch(data):
     assert 1 <= res.record["epochs"] == len(durations) < 500
     # The deadline is checked after every epoch: all epochs but the last ended before it.
     assert sum(durations[:-1]) < offset
+
+
+def test_a_deadline_passed_in_the_last_epoch_is_a_complete_training(data, monkeypatch):
+    """The clock passes the deadline during the final epoch: the training is
+    whole (a refit that ran all its epochs is used, not discarded)."""
+    import types
+
+    ticks = iter([0.0, 1.0, 2.0, 3.0])  # the start check, then one per epoch end
+    monkeypatch.setattr(training_mod, "time", types.SimpleNamespace(
+        monotonic=lambda: next(ticks), perf_counter=time.perf_counter))
+    cfg = TrainConfig(max_epochs=2, augment=False, deadline=1.5)
+    res = refit(_net(), data, cfg, epochs=2)
+    assert res.record["epochs"] == 2 and res.record["stopped"] is None
 
 
 # ------------------------------------------------------------- train_variants
