@@ -447,8 +447,12 @@ def test_grown_channels_live_after_training(digits):
     trained = train_one(big, data, cfg, regularized=True, seed=1).module
     groups, mids = alive_widths(trained)
     assert groups == [16] and mids == [[16], [], []]
-    new_gamma = trained.stem.bn.weight.detach().abs()[8:]
-    assert float(new_gamma.min()) > 0.1
+    # The copies are as strong as the channels they came from, so a later
+    # shrink does not drop them first (fresh ones started at gamma 0.1 and
+    # ended at ~0.1-0.15 of the old channels' |gamma|).
+    gamma = trained.stem.bn.weight.detach().abs()
+    assert float(gamma[8:].median()) > 0.5 * float(gamma[:8].median())
+    assert float(gamma[8:].min()) > 0.1
 
 
 def test_resize_keeps_largest_gamma_by_group_max():
