@@ -32,7 +32,7 @@ from .architecture import Architecture
 from .flops import largest_omega
 from .network import ResBuilderNet, insert_block, remove_blocks, resize
 from .regularizers import alive_widths, block_scores
-from .training import TrainConfig, TrainingData, flip_invariant, train_variants
+from .training import TrainConfig, TrainingData, flip_invariant, train_variants, valid_logits
 
 NO_REG = ("no_reg_wi", "no_reg_ri")
 
@@ -373,20 +373,11 @@ def selection_se(accuracy: float, n_valid: int) -> float:
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n_valid, 1))
 
 
-@torch.no_grad()
 def _valid_losses(net: ResBuilderNet, data: TrainingData, config) -> torch.Tensor:
-    """Per-image validation cross entropy of ``net`` (eval mode, batches of 512)."""
-    from .training import prepare_batch
-
-    was = net.training
-    net.eval()
-    out = []
-    for i in range(0, len(data.X_valid), 512):
-        xb = prepare_batch(data.X_valid[i:i + 512], data.mean, data.std, config.device)
-        out.append(torch.nn.functional.cross_entropy(
-            net(xb).float(), data.y_valid[i:i + 512].to(xb.device), reduction="none"))
-    net.train(was)
-    return torch.cat(out)
+    """Per-image validation cross entropy of ``net`` (eval mode)."""
+    logits = valid_logits(net, data, config.device)
+    return torch.nn.functional.cross_entropy(logits, data.y_valid.to(logits.device),
+                                             reduction="none")
 
 
 def _confirmed_removals(net: ResBuilderNet, data: TrainingData, threshold: float, config,

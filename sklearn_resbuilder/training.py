@@ -106,6 +106,21 @@ def make_augment(augment, device, seed=None):
 
 
 @torch.no_grad()
+def valid_logits(module: nn.Module, data: "TrainingData", device="cpu", *,
+                 mirror: bool = False) -> torch.Tensor:
+    """``module``'s float logits on the validation images, in eval mode
+    (batches of 512; ``mirror``: flipped left-right). Train mode is restored."""
+    was = module.training
+    module.eval()
+    out = []
+    for i in range(0, len(data.X_valid), 512):
+        xb = prepare_batch(data.X_valid[i:i + 512], data.mean, data.std, device)
+        out.append(module(xb.flip(-1) if mirror else xb).float())
+    module.train(was)
+    return torch.cat(out)
+
+
+@torch.no_grad()
 def flip_invariant(module: nn.Module, data: "TrainingData", device="cpu") -> dict:
     """Does ``module`` (trained without flips) classify mirrored validation images
     as well as the originals? Decides ``augment="auto"``.
@@ -122,16 +137,9 @@ def flip_invariant(module: nn.Module, data: "TrainingData", device="cpu") -> dic
     dict
         ``{"flip": bool, "accuracy": float, "flipped_accuracy": float}``.
     """
-    was = module.training
-    module.eval()
-    right, right_flipped = [], []
-    for i in range(0, len(data.X_valid), 512):
-        xb = prepare_batch(data.X_valid[i:i + 512], data.mean, data.std, device)
-        yb = data.y_valid[i:i + 512].to(xb.device)
-        right.append(module(xb).argmax(1) == yb)
-        right_flipped.append(module(xb.flip(-1)).argmax(1) == yb)
-    module.train(was)
-    a, b = torch.cat(right).float(), torch.cat(right_flipped).float()
+    y = data.y_valid.to(device)
+    a = (valid_logits(module, data, device).argmax(1) == y).float()
+    b = (valid_logits(module, data, device, mirror=True).argmax(1) == y).float()
     d = a - b
     se = float(d.std()) / math.sqrt(len(d)) if len(d) > 1 else 0.0
     # A network no better than the majority class cannot tell: no flips (they
