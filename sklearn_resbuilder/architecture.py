@@ -1,6 +1,9 @@
 """Immutable, JSON-serialisable specs of ResBuilder networks.
 
 A network is ``stem -> stage 0 -> pool -> stage 1 -> pool -> ... -> head``.
+Images one pixel high or wide (1-D signals, ``input_shape=(C, 1, L)`` or
+``(C, L, 1)``) get 1-D networks (:attr:`Architecture.layout` ``"1d"``): every
+kernel and pooling window spans the long axis only (``1 x k``, ``1 x 2``).
 Each stage keeps one *stream* width; its residual blocks add into that stream
 (paper §3, ``x + ReLU(BN(conv(ReLU(BN(conv x)))))``). A stage after a pooling
 layer may open with a 1x1 *transition* conv that changes the stream width;
@@ -21,11 +24,26 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Sequence
 
 HEADS = ("flatten", "avg")
+LAYOUTS = ("1d", "2d")
+
+#: The minimal start net downsamples the input (``Stem.downsample``) by the
+#: largest power of two that keeps the shorter side at least this long, so
+#: stage 0 of a large image lands at 28-55 px: images under 56 px keep their
+#: size, 112 px and 128 px go to 28 and 32, 300 px to 37 (docs/algorithm.md).
+MIN_STAGE0_SIDE = 28
+#: A 1-D minimal start net halves the signal while the last stage keeps at
+#: least this many positions (L=40 -> 3 poolings, final length 5; measured in
+#: docs/user_guide.md, "1-D signals").
+MIN_1D_LENGTH = 4
 
 
 @dataclass(frozen=True)
 class Stem:
-    """The first conv layer: ``conv(kernel, stride) -> BN -> ReLU [-> maxpool 2]``.
+    """The first layers: ``[avgpool] -> conv(kernel, stride) -> BN -> ReLU [-> maxpool 2]``.
+
+    In a 1-D network (:attr:`Architecture.layout` ``"1d"``) every size below
+    applies to the long axis only: a kernel ``k`` is ``1 x k``, a stride or
+    pool acts along the signal.
 
     Parameters
     ----------
@@ -37,12 +55,21 @@ class Stem:
         Conv stride (2 for the ImageNet-style ResNet18 stem).
     pool : bool, default=False
         Whether a 2x2 max-pool follows the conv.
+    downsample : int, default=1
+        Average-pool the input by this factor (window = stride = factor,
+        floor) before the conv: a fixed resize with no parameters, so a large
+        image is shrunk before any layer the FLOP budget pays for. Like
+        max-pooling it costs no FLOPs in the paper's count or in
+        ``torch.utils.flop_counter`` (it is about one addition per input
+        value). 1: none. :meth:`Architecture.minimal` picks it from the image
+        size (:data:`MIN_STAGE0_SIDE`).
     """
 
     kernel: int = 3
     width: int = 16
     stride: int = 1
     pool: bool = False
+    downsample: int = 1
 
 
 @dataclass(frozen=True)
@@ -70,13 +97,15 @@ class Stage:
 class Layer:
     """One row of an architecture's layer table (what ``str()`` prints).
 
+    ``kernel`` is the window ``(kh, kw)`` of a conv or pooling layer (``(1, 3)``
+    for a block conv of a 1-D network), ``(1, 1)`` for the dense layer.
     ``in_group`` / ``out_group`` name the BN channels feeding and produced by the
     layer: ``"image"``, ``"logits"``, ``("stream", g)`` or ``("mid", s, b)``.
     """
 
     name: str
     kind: str  # "conv", "pool" or "dense"
-    kernel: int
+    kernel: tuple[int, int]
     in_channels: int
     out_channels: int
     out_hw: tuple[int, int]
@@ -119,6 +148,15 @@ class Architecture:
     head : {"flatten", "avg"}
         How the last feature map reaches the dense layer: flattened (the paper's
         minimal net, Fig. 4) or global-average-pooled (ResNet18).
+    layout : {"1d", "2d"} or None, default=None
+        ``"2d"``: square ``k x k`` kernels and 2x2 pooling. ``"1d"`` (only for
+        images one pixel high or wide, ``(C, 1, L)`` or ``(C, L, 1)``): every
+        kernel, stride and pooling window spans the long axis only (``1 x 3``
+        block convs, ``1 x 2`` pooling), so no weight multiplies padding and
+        pooling shortens the signal. None: ``"1d"`` exactly when one of H, W
+        is 1 and the other is not, else ``"2d"``. A dict without the key
+        (:meth:`from_dict`, written before 1-D networks existed) means
+        ``"2d"``: the networks saved then load as they were built.
 
     Examples
     --------
@@ -134,6 +172,8 @@ class Architecture:
     stem: Stem = field(default_factory=Stem)
     stages: tuple[Stage, ...] = (Stage(16),)
     head: str = "flatten"
+    # None resolves to "1d"/"2d" in __post_init__: every spec holds one of them.
+    layout: str | None = None
 
     def __post_init__(self):
         # Normalise lists (e.g. from JSON) to tuples so specs stay hashable.
@@ -141,7 +181,9 @@ class Architecture:
         object.__setattr__(self, "n_classes", _as_int(self.n_classes))
         object.__setattr__(self, "stem", replace(
             self.stem, kernel=_as_int(self.stem.kernel), width=_as_int(self.stem.width),
-            stride=_as_int(self.stem.stride)))
+            stride=_as_int(self.stem.stride), downsample=_as_int(self.stem.downsample)))
+        if self.layout is None and len(self.input_shape) == 3:
+            object.__setattr__(self, "layout", _default_layout(self.input_shape))
         object.__setattr__(
             self,
             "stages",
@@ -151,6 +193,11 @@ class Architecture:
             ),
         )
         self._validate()
+
+    def __setstate__(self, state):
+        # A spec pickled before layouts existed lacks the field; every network
+        # of that version was "2d" (square kernels), whatever its shape.
+        self.__dict__.update({"layout": "2d", **state})
 
     # ------------------------------------------------------------------ checks
     def _validate(self) -> None:
@@ -164,6 +211,13 @@ class Architecture:
             raise ValueError(f"stem kernel must be odd, got {self.stem.kernel}")
         _check_int("stem width", self.stem.width, 1)
         _check_int("stem stride", self.stem.stride, 1)
+        _check_int("stem downsample", self.stem.downsample, 1)
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS} or None, got {self.layout!r}")
+        if self.layout == "1d" and (self.input_shape[1] == 1) == (self.input_shape[2] == 1):
+            raise ValueError(
+                "layout '1d' needs images one pixel high or wide, (C, 1, L) or (C, L, 1); "
+                f"got {self.input_shape[1]}x{self.input_shape[2]}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if not self.stages:
@@ -190,23 +244,50 @@ class Architecture:
                 )
 
     # ------------------------------------------------------------- geometry
+    def window(self, size: int) -> tuple[int, int]:
+        """The ``(kh, kw)`` a nominal kernel, stride or pool ``size`` takes here.
+
+        ``(size, size)`` in a 2-D network; ``(1, size)`` in a 1-D network on
+        images one pixel high, ``(size, 1)`` on images one pixel wide.
+
+        Parameters
+        ----------
+        size : int
+            Kernel size, stride or pooling window along the long axis.
+
+        Returns
+        -------
+        tuple of int
+        """
+        if self.layout == "1d":
+            return (1, size) if self.input_shape[1] == 1 else (size, 1)
+        return (size, size)
+
+    def _pool(self, hw: tuple[int, int], size: int = 2) -> tuple[int, int]:
+        ph, pw = self.window(size)
+        return hw[0] // ph, hw[1] // pw
+
     def stage_hw(self) -> list[tuple[int, int]]:
         """Spatial size ``(H, W)`` of each stage's feature maps."""
-        h, w = self.stem_hw()
+        hw = self.stem_hw()
         if self.stem.pool:
-            h, w = h // 2, w // 2
-        out = [(h, w)]
+            hw = self._pool(hw)
+        out = [hw]
         for _ in self.stages[1:]:
-            h, w = h // 2, w // 2
-            out.append((h, w))
+            hw = self._pool(hw)
+            out.append(hw)
         return out
+
+    def stem_input_hw(self) -> tuple[int, int]:
+        """Size of the image the stem conv sees: after ``stem.downsample``."""
+        return self._pool(self.input_shape[1:], self.stem.downsample)
 
     def stem_hw(self) -> tuple[int, int]:
         """Output size of the stem conv (before its optional pool)."""
-        _, h, w = self.input_shape
-        st = self.stem.stride
+        h, w = self.stem_input_hw()
+        sh, sw = self.window(self.stem.stride)
         # 'same' padding k//2: out = floor((n - 1) / stride) + 1
-        return (h - 1) // st + 1, (w - 1) // st + 1
+        return (h - 1) // sh + 1, (w - 1) // sw + 1
 
     def stream_groups(self) -> list[int]:
         """Stream-group index of each stage (stages without transition share one)."""
@@ -240,45 +321,51 @@ class Architecture:
         """The layers in forward order with their sizes, FLOPs and parameters.
 
         FLOPs follow the paper: ``C_j = 2 s_j u_j v_j c_j c_{j+1}`` for a conv
-        (kernel area s, output size u x v) and ``2 in out`` for the dense layer.
-        Pooling and BN cost no FLOPs in this count (as in the paper and in
+        (kernel area s = kh kw, output size u x v) and ``2 in out`` for the
+        dense layer. Pooling (max and the stem's average downsampling) and BN
+        cost no FLOPs in this count (as in the paper and in
         ``torch.utils.flop_counter``). Parameters include BN's gamma and beta.
         """
         from .flops import conv_flops, dense_flops
 
         c_in = self.input_shape[0]
         groups = self.stream_groups()
+        if self.stem.downsample > 1:
+            yield Layer("stem.downsample", "pool", self.window(self.stem.downsample), c_in,
+                        c_in, self.stem_input_hw(), 0, 0)
         sh, sw = self.stem_hw()
-        k = self.stem.kernel
+        k = self.window(self.stem.kernel)
         yield Layer("stem", "conv", k, c_in, self.stem.width, (sh, sw),
                     conv_flops(k, sh, sw, c_in, self.stem.width),
-                    k * k * c_in * self.stem.width + 2 * self.stem.width,
+                    k[0] * k[1] * c_in * self.stem.width + 2 * self.stem.width,
                     "image", ("stream", 0))
         hw = self.stage_hw()
+        p2, k3 = self.window(2), self.window(3)
+        a3 = k3[0] * k3[1]
         if self.stem.pool:
-            yield Layer("stem.pool", "pool", 2, self.stem.width, self.stem.width, hw[0], 0, 0)
+            yield Layer("stem.pool", "pool", p2, self.stem.width, self.stem.width, hw[0], 0, 0)
         prev = self.stem.width
         for s, stage in enumerate(self.stages):
             h, w = hw[s]
             g = ("stream", groups[s])
             if s > 0:
-                yield Layer(f"pool{s}", "pool", 2, prev, prev, (h, w), 0, 0)
+                yield Layer(f"pool{s}", "pool", p2, prev, prev, (h, w), 0, 0)
             if stage.transition:
                 pg = ("stream", groups[s - 1])
-                yield Layer(f"stage{s}.transition", "conv", 1, prev, stage.width, (h, w),
+                yield Layer(f"stage{s}.transition", "conv", (1, 1), prev, stage.width, (h, w),
                             conv_flops(1, h, w, prev, stage.width),
                             prev * stage.width + 2 * stage.width, pg, g)
             c = stage.width
             for b, mid in enumerate(stage.blocks):
                 m = ("mid", s, b)
-                yield Layer(f"stage{s}.block{b}.conv1", "conv", 3, c, mid, (h, w),
-                            conv_flops(3, h, w, c, mid), 9 * c * mid + 2 * mid, g, m)
-                yield Layer(f"stage{s}.block{b}.conv2", "conv", 3, mid, c, (h, w),
-                            conv_flops(3, h, w, mid, c), 9 * mid * c + 2 * c, m, g)
+                yield Layer(f"stage{s}.block{b}.conv1", "conv", k3, c, mid, (h, w),
+                            conv_flops(k3, h, w, c, mid), a3 * c * mid + 2 * mid, g, m)
+                yield Layer(f"stage{s}.block{b}.conv2", "conv", k3, mid, c, (h, w),
+                            conv_flops(k3, h, w, mid, c), a3 * mid * c + 2 * c, m, g)
             prev = c
         h, w = hw[-1]
         n_in = prev * h * w if self.head == "flatten" else prev
-        yield Layer("head", "dense", 1, n_in, self.n_classes, (1, 1),
+        yield Layer("head", "dense", (1, 1), n_in, self.n_classes, (1, 1),
                     dense_flops(n_in, self.n_classes),
                     n_in * self.n_classes + self.n_classes,
                     ("stream", groups[-1]), "logits")
@@ -428,11 +515,20 @@ class Architecture:
     # -------------------------------------------------------------- presets
     @classmethod
     def minimal(cls, input_shape, n_classes: int, width: int = 16) -> Architecture:
-        """The paper's minimal start net (Fig. 4, "RB-0Net").
+        """The paper's minimal start net (Fig. 4, "RB-0Net"), sized to the input.
 
         One 3x3 conv, two pooling layers, one dense layer on the flattened
         features: three stages, no residual blocks yet, one stream width.
-        Images smaller than 4 pixels get fewer pooling layers.
+        Images smaller than 4 pixels get fewer pooling layers. Two deviations
+        from the paper, chosen from the input size (docs/algorithm.md):
+
+        * **large images** (shorter side >= 2 x :data:`MIN_STAGE0_SIDE`, i.e.
+          56 px) are average-pooled first (``Stem.downsample``, a power of
+          two) so that stage 0 has a shorter side of 28-55 px: the budget buys
+          width, not full-resolution maps (112 px -> 28, 300 px -> 37);
+        * **1-D signals** (one pixel high or wide, :attr:`layout` ``"1d"``)
+          get ``1 x 3`` kernels and as many poolings as keep the last stage at
+          least :data:`MIN_1D_LENGTH` long (L=40: 3 poolings, 40 -> 5).
 
         Parameters
         ----------
@@ -448,11 +544,23 @@ class Architecture:
         Architecture
         """
         input_shape = _shape3(input_shape)
-        n_pools = 2
-        while n_pools > 0 and min(input_shape[1:]) // (2 ** n_pools) < 1:
-            n_pools -= 1
+        downsample = 1
+        if _default_layout(input_shape) == "1d":
+            length = max(input_shape[1:])
+            n_pools = 0
+            while length // (2 ** (n_pools + 1)) >= MIN_1D_LENGTH:
+                n_pools += 1
+        else:
+            side = min(input_shape[1:])
+            while side // (2 * downsample) >= MIN_STAGE0_SIDE:
+                downsample *= 2
+            side //= downsample
+            n_pools = 2
+            while n_pools > 0 and side // (2 ** n_pools) < 1:
+                n_pools -= 1
         stages = tuple(Stage(width) for _ in range(n_pools + 1))
-        return cls(input_shape, n_classes, Stem(3, width), stages, "flatten")
+        return cls(input_shape, n_classes, Stem(3, width, downsample=downsample), stages,
+                   "flatten")
 
     @classmethod
     def resnet18(cls, input_shape, n_classes: int) -> Architecture:
@@ -462,7 +570,9 @@ class Architecture:
         stem (3x3 conv, stride 1); larger images the ImageNet stem (7x7 conv,
         stride 2, then max-pool). Pooling between stages plus a 1x1 transition
         conv replaces ResNet's strided projection shortcut. Images too small
-        for three poolings raise ``ValueError``.
+        for three poolings raise ``ValueError``. Images one pixel high or wide
+        get the same net in 1-D (:attr:`layout` ``"1d"``: 1x3 kernels, 1x2
+        pooling, the CIFAR stem).
 
         Parameters
         ----------
@@ -485,15 +595,23 @@ class Architecture:
     # ------------------------------------------------------------ serialise
     def to_dict(self) -> dict:
         """A JSON-serialisable dict; :meth:`from_dict` inverts it."""
-        return {
+        stem = {"kernel": self.stem.kernel, "width": self.stem.width,
+                "stride": self.stem.stride, "pool": self.stem.pool}
+        # Keys added since the first version appear only when they differ from
+        # what a dict without them means, so every older spec's dict is unchanged.
+        if self.stem.downsample != 1:
+            stem["downsample"] = self.stem.downsample
+        d = {
             "input_shape": list(self.input_shape),
             "n_classes": self.n_classes,
-            "stem": {"kernel": self.stem.kernel, "width": self.stem.width,
-                     "stride": self.stem.stride, "pool": self.stem.pool},
+            "stem": stem,
             "stages": [{"width": s.width, "blocks": list(s.blocks), "transition": s.transition}
                        for s in self.stages],
             "head": self.head,
         }
+        if self.layout == "1d":
+            d["layout"] = "1d"
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Architecture:
@@ -503,6 +621,8 @@ class Architecture:
         ----------
         d : dict
             As returned by :meth:`to_dict` (also after a JSON round trip).
+            Without a ``"layout"`` key the layout is ``"2d"`` (dicts written
+            before 1-D networks existed).
 
         Returns
         -------
@@ -519,7 +639,8 @@ class Architecture:
                            for s in d["stages"])
         except (TypeError, KeyError) as exc:
             raise ValueError(f"malformed architecture dict: {exc}") from None
-        return cls(tuple(d["input_shape"]), d["n_classes"], stem, stages, d.get("head", "flatten"))
+        return cls(tuple(d["input_shape"]), d["n_classes"], stem, stages,
+                   d.get("head", "flatten"), d.get("layout", "2d"))
 
     def to_json(self) -> str:
         """:meth:`to_dict` as a JSON string."""
@@ -554,25 +675,32 @@ class Architecture:
 
     # -------------------------------------------------------------- display
     def summary(self) -> str:
-        """One line: blocks per stage, widths, FLOPs."""
+        """One line: input downsampling, stem kernel/width, blocks per stage, FLOPs."""
         parts = []
         for s, st in enumerate(self.stages):
             blocks = ",".join(str(m) for m in st.blocks) or "-"
             parts.append(f"{st.width}[{blocks}]")
-        return (f"stem {self.stem.kernel}x{self.stem.kernel}/{self.stem.width} | "
+        kh, kw = self.window(self.stem.kernel)
+        pre = ""
+        if self.stem.downsample > 1:
+            fh, fw = self.window(self.stem.downsample)
+            pre = f"avgpool {fh}x{fw} > "
+        return (f"{pre}stem {kh}x{kw}/{self.stem.width} | "
                 + " > ".join(parts) + f" | {self.head} | {self.flops():,} FLOPs")
 
     def __str__(self) -> str:
         rows = [("layer", "kind", "k", "in", "out", "size", "FLOPs", "params")]
         for L in self.layers():
-            rows.append((L.name, L.kind, f"{L.kernel}x{L.kernel}" if L.kind != "dense" else "",
+            k = f"{L.kernel[0]}x{L.kernel[1]}" if L.kind != "dense" else ""
+            rows.append((L.name, L.kind, k,
                          str(L.in_channels), str(L.out_channels),
                          f"{L.out_hw[0]}x{L.out_hw[1]}" if L.kind != "dense" else "",
                          f"{L.flops:,}", f"{L.params:,}"))
         rows.append(("total", "", "", "", "", "", f"{self.flops():,}", f"{self.n_params():,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         c, h, w = self.input_shape
-        head = (f"Architecture(input {c}x{h}x{w}, {self.n_classes} classes, "
+        kind = ", 1-D" if self.layout == "1d" else ""
+        head = (f"Architecture(input {c}x{h}x{w}{kind}, {self.n_classes} classes, "
                 f"{self.n_blocks} blocks, {self.n_stages} stages)")
         lines = [head]
         for i, r in enumerate(rows):
@@ -588,6 +716,12 @@ def _is_intlike(v) -> bool:
         return int(v) == v and not isinstance(v, bool)
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+def _default_layout(shape) -> str:
+    """``"1d"`` when exactly one of H, W is 1 (a signal), else ``"2d"``."""
+    _, h, w = shape
+    return "1d" if (h == 1) != (w == 1) else "2d"
 
 
 def _shape3(shape) -> tuple[int, int, int]:

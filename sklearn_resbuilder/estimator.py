@@ -17,11 +17,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted, column_or_1d
 
+from .allocator import training_malloc
 from .architecture import Architecture
 from .checkpoint import SearchCheckpoint, data_fingerprint, params_fingerprint
-from .data import channel_stats, check_labels, check_same_shape, to_images, validation_split
+from .data import check_labels, check_same_shape, to_images, validation_split
 from .search import SearchConfig, TqdmProgress, run_search
-from .training import TrainConfig, TrainingData, prepare_batch, refit, refit_epochs
+from .threads import resolve_threads, torch_threads
+from .training import (TrainConfig, TrainingData, predict_logits, prepare_batch, refit,
+                       refit_epochs)
 
 #: Share of ``max_time`` kept for the refit; the search gets the rest.
 REFIT_TIME_SHARE = 0.2
@@ -65,10 +68,13 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     ----------
     flop_budget : float, default=1e8
         zeta: FLOPs per image the final network may use (conv + dense,
-        ``2 k^2 H W c_in c_out`` per conv).
+        ``2 kh kw H W c_in c_out`` per conv).
     start : {"minimal", "resnet18"} or Architecture, default="minimal"
         Start network: the paper's minimal net (RB-0Net), ResNet18 (RB-R18) or
-        any spec with this data's input shape and classes.
+        any spec with this data's input shape and classes. "minimal" is sized
+        to the images: 1-D networks (1x3 kernels, poolings sized to the
+        length) for images one pixel high or wide, and images of 56 px and
+        more average-pooled to 28-55 px first (``Architecture.minimal``).
     n_insertions : int, default=4
         n_Lambda: block insertions before each MorphNet step.
     n_morph_steps : int, default=7
@@ -115,6 +121,14 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         3 x a square (RGB, channel-last).
     device : str, default="auto"
         "auto" (CUDA when available), "cpu" or "cuda[:i]".
+    n_jobs : int, default=None
+        Torch threads for ``fit`` and ``predict`` (on a CPU), set for the call
+        and restored after. None: in your own process, torch's current
+        setting (``torch.set_num_threads``, else every core); inside a
+        parallel worker (``GridSearchCV(n_jobs=k)``, ``cross_val_score``,
+        joblib, Dask, Ray: a child process or a thread other than the main
+        one), one thread, so that k parallel fits do not crowd the cores.
+        -1 uses every core, -2 all but one.
     max_time : float, default=None
         Wall-clock limit of ``fit`` in seconds (per call), checked between
         epochs; the best network found so far is kept. With ``refit``, the
@@ -187,6 +201,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         Standardisation applied before ``module_`` (after uint8 -> [0, 1]).
     search_time_ : float
         Seconds spent in the search.
+    n_threads_ : int
+        Torch threads the fit ran with (see ``n_jobs``).
     stopped_ : str or None
         Why the search ended early: "max_time", "interrupted" (Ctrl-C during
         ``fit``, which then returns the best network so far) or "collapsed at
@@ -222,6 +238,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         "retrain_fresh": ["boolean"],
         "image_shape": [tuple, list, None],
         "device": [str, torch.device],
+        "n_jobs": [Interval(Integral, None, -1, closed="right"),
+                   Interval(Integral, 1, None, closed="left"), None],
         "max_time": [Interval(Real, 0, None, closed="neither"), None],
         "checkpoint_dir": [str, os.PathLike, None],
         "overwrite_checkpoint": ["boolean"],
@@ -234,7 +252,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
                  morph_strength=1e-7, lasso_strength=1e-8, lasso_threshold=1e-3,
                  gamma_threshold=1e-2, weight_decay=1e-5, lr=1e-3, batch_size=128,
                  max_epochs=20, augment="auto", validation_fraction=0.1, refit=True,
-                 retrain_fresh=False, image_shape=None, device="auto", max_time=None, checkpoint_dir=None, overwrite_checkpoint=False,
+                 retrain_fresh=False, image_shape=None, device="auto", n_jobs=None,
+                 max_time=None, checkpoint_dir=None, overwrite_checkpoint=False,
                  mixed_precision="auto", random_state=None, verbose=0):
         self.flop_budget = flop_budget
         self.start = start
@@ -254,6 +273,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self.retrain_fresh = retrain_fresh
         self.image_shape = image_shape
         self.device = device
+        self.n_jobs = n_jobs
         self.max_time = max_time
         self.checkpoint_dir = checkpoint_dir
         self.overwrite_checkpoint = overwrite_checkpoint
@@ -278,8 +298,16 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         self._validate_params()
+        threads = resolve_threads(self.n_jobs)
+        with torch_threads(threads), training_malloc():
+            self._fit(X, y)
+        self.n_threads_ = threads
+        return self
+
+    def _fit(self, X, y):
         _check_feature_names(self, X, reset=True)
-        images, input_shape = to_images(X, self.image_shape)
+        # Channel-last X stays a view (no transposed copy): TrainingData keeps its layout.
+        images, input_shape = to_images(X, self.image_shape, keep_channels_last=True)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         y = column_or_1d(np.asarray(y) if not hasattr(y, "iloc") else y, warn=True)
@@ -299,10 +327,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
             seed = int(resume["seed"])  # the same validation split as before
         train_idx, valid_idx = validation_split(y_enc, self.validation_fraction, seed,
                                                 classes=classes)
-        X_train = images[train_idx]  # one copy serves the statistics and the training
-        mean, std = channel_stats(X_train)
-        data = TrainingData.from_arrays(X_train, y_enc[train_idx],
-                                        images[valid_idx], y_enc[valid_idx], mean, std)
+        # The one copy of the data: train and valid in one buffer, in X's layout.
+        data = TrainingData.from_split(images, y_enc, train_idx, valid_idx)
+        mean, std = data.mean, data.std
         t_fit = time.monotonic()
         search_time = self.max_time
         if self.max_time is not None and self.refit:
@@ -355,7 +382,6 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = result.history
         self.search_time_ = result.search_time
         self.stopped_ = result.stopped
-        return self
 
     def _refit(self, module, data, train_config, result, deadline, seed):
         """Refit the chosen network on train + validation (see ``refit``)."""
@@ -390,8 +416,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         return res.module, record
 
     # Parameters that may change between the fits of one resumable search.
-    _RESUME_FREE = ("verbose", "max_time", "device", "mixed_precision", "checkpoint_dir",
-                    "overwrite_checkpoint")
+    _RESUME_FREE = ("verbose", "max_time", "device", "n_jobs", "mixed_precision",
+                    "checkpoint_dir", "overwrite_checkpoint")
 
     def _open_checkpoint(self, images, y_enc, classes):
         """``(SearchCheckpoint, state to resume or None)``; (None, None) without a directory."""
@@ -461,14 +487,11 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         images = self._images(X)
         device = self._predict_device()
         module = self.module_.to(device).eval()
-        out = []
-        for start in range(0, len(images), 1024):
-            xb = prepare_batch(images[start:start + 1024], self.input_mean_, self.input_std_, device)
-            # Channels-last: oneDNN's (and cuDNN's) faster layout for these convs.
-            xb = xb.contiguous(memory_format=torch.channels_last)
-            out.append(torch.softmax(module(xb).float(), dim=1).cpu())
+        # getattr: estimators pickled before n_jobs existed
+        with torch_threads(resolve_threads(getattr(self, "n_jobs", None))):
+            logits = predict_logits(module, images, self.input_mean_, self.input_std_, device)
         self.module_.cpu()
-        return torch.cat(out).numpy().astype(np.float64)
+        return torch.softmax(logits, dim=1).cpu().numpy().astype(np.float64)
 
     def predict(self, X):
         """Predicted labels (from ``classes_``).

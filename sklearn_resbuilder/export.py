@@ -140,7 +140,9 @@ def to_torch(clf, *, include_preprocessing: bool = True, proba: bool = False):
 
     ``torch.fx.symbolic_trace`` inlines this package's module classes, so the
     result's submodules are ``torch.nn`` built-ins only (Conv2d, BatchNorm2d,
-    MaxPool2d, Linear, Identity and plain containers) and its ``forward`` is
+    MaxPool2d, AvgPool2d for a downsampling stem, Linear, Identity and plain
+    containers; 1-D networks are the same modules with ``1 x k`` windows) and
+    its ``forward`` is
     generated Python code calling ``torch``: ``torch.save`` it and load it with
     ``torch.load(path, weights_only=False)`` where this package is not
     installed.

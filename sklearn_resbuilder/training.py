@@ -106,18 +106,28 @@ def make_augment(augment, device, seed=None):
 
 
 @torch.no_grad()
-def valid_logits(module: nn.Module, data: "TrainingData", device="cpu", *,
-                 mirror: bool = False) -> torch.Tensor:
-    """``module``'s float logits on the validation images, in eval mode
-    (batches of 512; ``mirror``: flipped left-right). Train mode is restored."""
+def predict_logits(module: nn.Module, X, mean, std, device="cpu", *, batch_size: int = 1024,
+                   mirror: bool = False) -> torch.Tensor:
+    """``module``'s float logits on the images ``X`` (uint8 or float, (n, C, H, W)),
+    in eval mode and channels-last batches of ``batch_size`` (``mirror``:
+    flipped left-right). Train mode is restored; the logits stay on ``device``."""
     was = module.training
     module.eval()
     out = []
-    for i in range(0, len(data.X_valid), 512):
-        xb = prepare_batch(data.X_valid[i:i + 512], data.mean, data.std, device)
-        out.append(module(xb.flip(-1) if mirror else xb).float())
+    for i in range(0, len(X), batch_size):
+        xb = prepare_batch(X[i:i + batch_size], mean, std, device)
+        if mirror:
+            xb = xb.flip(-1)
+        # Channels-last: oneDNN's (and cuDNN's) faster layout for these convs.
+        out.append(module(xb.contiguous(memory_format=torch.channels_last)).float())
     module.train(was)
     return torch.cat(out)
+
+
+def valid_logits(module: nn.Module, data: "TrainingData", device="cpu", *,
+                 mirror: bool = False) -> torch.Tensor:
+    """:func:`predict_logits` on ``data``'s validation images."""
+    return predict_logits(module, data.X_valid, data.mean, data.std, device, mirror=mirror)
 
 
 @torch.no_grad()
@@ -363,7 +373,8 @@ class ResBuilderTrainer(NeuralNetClassifier):
 # ------------------------------------------------------------ data & config
 @dataclass
 class TrainingData:
-    """Training and validation tensors (uint8 or float32, ``(n, C, H, W)``)."""
+    """Training and validation tensors (uint8 or float32, ``(n, C, H, W)``;
+    C-contiguous or ``channels_last``)."""
 
     X_train: torch.Tensor
     y_train: torch.Tensor
@@ -374,13 +385,61 @@ class TrainingData:
 
     @classmethod
     def from_arrays(cls, X_train, y_train, X_valid, y_valid, mean=None, std=None):
-        """Wrap numpy arrays (no copy for C-contiguous input); stats default to the train split's."""
+        """Wrap numpy arrays (no copy for C-contiguous or channel-last input);
+        stats default to the train split's."""
         if mean is None or std is None:
             from .data import channel_stats
 
             mean, std = channel_stats(X_train)
-        t = lambda a, dt=None: torch.as_tensor(np.ascontiguousarray(a), dtype=dt)  # noqa: E731
+        t = cls._tensor
         return cls(t(X_train), t(y_train, torch.long), t(X_valid), t(y_valid, torch.long),
+                   np.asarray(mean, np.float32), np.asarray(std, np.float32))
+
+    @staticmethod
+    def _tensor(a, dtype=None) -> torch.Tensor:
+        """``torch.as_tensor`` sharing ``a``'s memory when torch can: C-contiguous
+        or channel-last arrays (not other strides: negative ones, say)."""
+        from .data import is_channels_last
+
+        a = np.asarray(a)
+        if not (a.flags.c_contiguous or is_channels_last(a)):
+            a = np.ascontiguousarray(a)
+        return torch.as_tensor(a, dtype=dtype)
+
+    @classmethod
+    def from_split(cls, images, y, train_idx, valid_idx):
+        """The training and validation samples of ``images``, copied once.
+
+        Both parts are slices of one buffer (training samples first) in the
+        memory layout of ``images``: a channel-last input stays channel-last
+        (``channels_last`` tensors, what the network runs in), and is never
+        transposed into a second copy. The channel statistics are the
+        training part's.
+
+        Parameters
+        ----------
+        images : ndarray of shape (n, C, H, W)
+            From :func:`~sklearn_resbuilder.data.to_images`, C-contiguous or
+            channel-last.
+        y : ndarray of shape (n,)
+            Encoded labels.
+        train_idx, valid_idx : ndarray of int
+            From :func:`~sklearn_resbuilder.data.validation_split`.
+
+        Returns
+        -------
+        TrainingData
+        """
+        from .data import channel_stats, take_samples
+
+        order = np.concatenate([train_idx, valid_idx])
+        n_train = len(train_idx)
+        both = take_samples(images, order)  # the one full-size copy
+        mean, std = channel_stats(both[:n_train])
+        # One tensor over the buffer, sliced in torch, so both parts share
+        # one storage (as_tensor of each numpy slice would make two).
+        X, labels = cls._tensor(both), torch.as_tensor(np.asarray(y)[order], dtype=torch.long)
+        return cls(X[:n_train], labels[:n_train], X[n_train:], labels[n_train:],
                    np.asarray(mean, np.float32), np.asarray(std, np.float32))
 
     @property
@@ -603,8 +662,7 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
         ``stopped`` (None or "max_time" / "diverged: ...").
     """
     t0 = time.perf_counter()
-    X = torch.cat([data.X_train, data.X_valid])
-    y = torch.cat([data.y_train, data.y_valid])
+    X, y = _joined(data.X_train, data.X_valid), _joined(data.y_train, data.y_valid)
     channels_last = config.channels_last is not False
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
@@ -626,6 +684,18 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
               "stopped": getattr(net, "stop_reason_", None),
               "seconds": time.perf_counter() - t0}
     return TrainResult(net.module_, record, net.history)
+
+
+def _joined(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.cat([a, b])``, as a view when ``b`` directly follows ``a`` in one
+    buffer (what :meth:`TrainingData.from_split` makes): no copy of the data."""
+    follows = (a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+               and a.stride() == b.stride() and a.shape[1:] == b.shape[1:] and len(a) > 0
+               and b.data_ptr() == a.data_ptr() + len(a) * a.stride(0) * a.element_size())
+    if not follows:
+        return torch.cat([a, b])
+    return a.as_strided((len(a) + len(b),) + tuple(a.shape[1:]), a.stride(),
+                        a.storage_offset())
 
 
 @torch.no_grad()

@@ -42,8 +42,11 @@ def test_minimal_preset(shape):
     assert arch.stem.kernel == 3 and arch.stem.stride == 1 and not arch.stem.pool
     assert not any(s.transition for s in arch.stages)
     assert arch.n_groups == 1
-    # Two pooling layers: the last stage is a quarter of the input.
-    assert arch.stage_hw()[-1] == (shape[1] // 4, shape[2] // 4)
+    # Images under 56 px keep their size; 96 px is average-pooled to 48 first.
+    f = 1 if min(shape[1:]) < 56 else 2
+    assert arch.stem.downsample == f
+    # Two pooling layers: the last stage is a quarter of the stem's input.
+    assert arch.stage_hw()[-1] == (shape[1] // f // 4, shape[2] // f // 4)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -407,3 +410,159 @@ def test_numpy_integers_are_accepted():
     new = arch.insert_block(np.int64(1), np.int64(0), width=np.int32(3))
     assert new == arch.insert_block(1, 0, width=3)
     json.dumps(new.to_dict())  # still plain JSON
+
+
+# ------------------------------------------------------- 1-D and large inputs
+@pytest.mark.parametrize("shape, layout, window", [
+    ((1, 1, 40), "1d", (1, 3)),
+    ((3, 1, 64), "1d", (1, 3)),
+    ((2, 50, 1), "1d", (3, 1)),
+    ((1, 1, 1), "2d", (3, 3)),    # a single pixel is no signal
+    ((1, 2, 40), "2d", (3, 3)),
+    ((1, 28, 56), "2d", (3, 3)),
+])
+def test_layout_is_derived_from_the_shape(shape, layout, window):
+    arch = Architecture.minimal(shape, 4)
+    assert arch.layout == layout
+    assert arch.window(3) == window
+    assert Architecture(shape, 4).layout == layout  # the constructor derives it too
+
+
+@pytest.mark.parametrize("length, n_pools", [(3, 0), (7, 0), (8, 1), (40, 3), (48, 3),
+                                             (64, 4), (1000, 7)])
+def test_minimal_1d_pools_while_the_signal_stays_long(length, n_pools):
+    for shape in [(1, 1, length), (2, length, 1)]:
+        arch = Architecture.minimal(shape, 10)
+        assert arch.n_stages == n_pools + 1
+        final = max(arch.stage_hw()[-1])
+        assert min(arch.stage_hw()[-1]) == 1
+        assert final >= 4 or n_pools == 0
+        assert final // 2 < 4  # one more pooling would go under 4
+        assert arch.stem.downsample == 1
+
+
+def test_1d_net_pools_and_convolves_along_the_signal_only():
+    arch = Architecture.minimal((2, 1, 40), 10).insert_block(1, 0).insert_block(3, 0)
+    assert arch.stage_hw() == [(1, 40), (1, 20), (1, 10), (1, 5)]
+    layers = {L.name: L for L in arch.layers()}
+    assert layers["stem"].kernel == (1, 3)
+    assert layers["pool1"].kernel == (1, 2)
+    assert layers["stage1.block0.conv1"].kernel == (1, 3)
+    # 2 * kernel area 3 * 20 positions * 16 * 16: a third of a 3x3 conv's cost.
+    assert layers["stage1.block0.conv1"].flops == 2 * 3 * 20 * 16 * 16
+    assert layers["stage1.block0.conv1"].params == 3 * 16 * 16 + 2 * 16
+    assert layers["head"].in_channels == 16 * 5
+    wide = Architecture.minimal((2, 40, 1), 10).insert_block(1, 0).insert_block(3, 0)
+    assert wide.stage_hw() == [(40, 1), (20, 1), (10, 1), (5, 1)]
+    assert wide.flops() == arch.flops()  # the same network, transposed
+
+
+def test_1d_text_says_1x3_not_3x3():
+    arch = Architecture.minimal((1, 1, 40), 10).insert_block(0, 0)
+    text, summary = str(arch), arch.summary()
+    assert "1x3" in text and "1x2" in text and "3x3" not in text and "2x2" not in text
+    assert "1-D" in text.splitlines()[0]
+    assert summary.startswith("stem 1x3/16 |")
+    # 2-D text is what it always was.
+    assert Architecture.minimal((1, 28, 28), 10).summary() == (
+        "stem 3x3/16 | 16[-] > 16[-] > 16[-] | flatten | 241,472 FLOPs")
+    assert "1-D" not in str(Architecture.minimal((1, 28, 28), 10))
+
+
+def test_bad_layout_raises():
+    with pytest.raises(ValueError, match="layout must be one of"):
+        Architecture((1, 1, 40), 3, layout="3d")
+    with pytest.raises(ValueError, match="one pixel high or wide.*8x8"):
+        Architecture((1, 8, 8), 3, layout="1d")
+    with pytest.raises(ValueError, match="one pixel high or wide.*1x1"):
+        Architecture((1, 1, 1), 3, layout="1d")
+    with pytest.raises(ValueError, match="stem downsample must be >= 1"):
+        Architecture((1, 8, 8), 3, Stem(3, 4, downsample=0))
+
+
+def test_explicit_2d_layout_keeps_square_kernels_on_a_signal():
+    arch = Architecture((1, 1, 40), 10, layout="2d")
+    assert arch.window(3) == (3, 3)
+    assert next(arch.layers()).flops == 2 * 9 * 40 * 1 * 16
+
+
+def test_dicts_without_the_new_keys_mean_what_they_meant():
+    """Specs saved before 1-D layouts and input downsampling load as they were built."""
+    old = {"input_shape": [1, 1, 40], "n_classes": 10,
+           "stem": {"kernel": 3, "width": 16, "stride": 1, "pool": False},
+           "stages": [{"width": 16, "blocks": [16], "transition": False}], "head": "flatten"}
+    arch = Architecture.from_dict(old)
+    assert arch.layout == "2d" and arch.stem.downsample == 1
+    assert arch.to_dict() == old  # unchanged on the way out, too
+    assert tuple(arch.build().stem.conv.weight.shape) == (16, 1, 3, 3)
+    # 2-D specs write exactly the keys they always wrote.
+    d = Architecture.minimal((3, 32, 32), 10).to_dict()
+    assert set(d) == {"input_shape", "n_classes", "stem", "stages", "head"}
+    assert set(d["stem"]) == {"kernel", "width", "stride", "pool"}
+
+
+@pytest.mark.parametrize("arch", [
+    Architecture.minimal((1, 1, 40), 10).insert_block(2, 0),
+    Architecture.minimal((2, 33, 1), 3),
+    Architecture.minimal((3, 112, 112), 10).insert_block(0, 0),
+    Architecture((1, 1, 40), 10, layout="2d"),
+], ids=["1d", "1d-wide", "downsample", "explicit-2d"])
+def test_new_fields_round_trip(arch):
+    back = Architecture.from_json(json.dumps(arch.to_dict()))
+    assert back == arch and back.layout == arch.layout
+    assert back.stem.downsample == arch.stem.downsample
+
+
+def test_spec_pickled_before_layouts_unpickles_as_2d():
+    import pickle
+
+    arch = Architecture.minimal((1, 1, 40), 10)
+    old = object.__new__(Architecture)
+    state = {k: v for k, v in arch.__dict__.items() if k != "layout"}
+    old.__setstate__(state)  # what unpickling an old file does
+    assert old.layout == "2d" and old.window(3) == (3, 3)
+    assert pickle.loads(pickle.dumps(arch)) == arch
+
+
+@pytest.mark.parametrize("side, factor", [(8, 1), (28, 1), (32, 1), (55, 1), (56, 2),
+                                          (64, 2), (96, 2), (112, 4), (128, 4),
+                                          (224, 8), (300, 8)])
+def test_minimal_downsamples_large_images_to_28_55_px(side, factor):
+    arch = Architecture.minimal((3, side, side), 10)
+    assert arch.stem.downsample == factor
+    assert arch.stem_input_hw() == (side // factor, side // factor)
+    s0 = arch.stage_hw()[0][0]
+    assert s0 == side if side < 56 else 28 <= s0 < 56
+    assert arch.n_stages == 3
+    # Fixed: stride 1, no max-pool in the stem; the average pool is the only change.
+    assert (arch.stem.kernel, arch.stem.stride, arch.stem.pool) == (3, 1, False)
+
+
+def test_large_image_start_net_costs_about_what_a_small_one_does():
+    small = Architecture.minimal((1, 28, 28), 10).flops()
+    large = Architecture.minimal((3, 112, 112), 10).flops()
+    # Same 28x28 stage 0; the 3 input channels make the stem conv 3x dearer.
+    assert small < large < 3 * small
+    # Without the downsampling the stem alone cost 77.8 MFLOPs at 300 px.
+    huge = Architecture.minimal((3, 300, 300), 10)
+    assert huge.flops() < 1.3e6
+    assert huge.stage_hw()[0] == (37, 37)
+
+
+def test_large_non_square_image_downsamples_by_its_shorter_side():
+    arch = Architecture.minimal((3, 64, 300), 10)
+    assert arch.stem.downsample == 2
+    assert arch.stage_hw() == [(32, 150), (16, 75), (8, 37)]
+
+
+@pytest.mark.parametrize("shape, hw", [
+    ((1, 28, 56), [(28, 56), (14, 28), (7, 14)]),
+    ((1, 27, 45), [(27, 45), (13, 22), (6, 11)]),
+    ((3, 45, 27), [(45, 27), (22, 13), (11, 6)]),
+    ((1, 5, 40), [(5, 40), (2, 20), (1, 10)]),
+])
+def test_non_square_images_pool_each_side(shape, hw):
+    arch = Architecture.minimal(shape, 10)
+    assert arch.stage_hw() == hw
+    head = list(arch.layers())[-1]
+    assert head.in_channels == 16 * hw[-1][0] * hw[-1][1]

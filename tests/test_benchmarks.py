@@ -46,3 +46,46 @@ def test_search_value_benchmark_prints_its_tables(tmp_path):
     rows = report["datasets"]["digits"]["rows"]
     assert {r["method"] for r in rows} >= {"ResBuilder", "SVC(rbf)"}
     assert all(0.0 <= r["acc"] <= 1.0 for r in rows if "acc" in r)
+
+
+def test_throughput_benchmark_prints_its_tables(tmp_path):
+    """benchmarks/throughput.py (our trainer against a plain loop and the
+    matmul, plus the per-batch audit) runs end to end in smoke mode."""
+    pytest.importorskip("mnist")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, str(BENCH / "throughput.py"), "--smoke",
+                          "--threads", "1", "--out", str(tmp_path / "tp.json")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "| demo (2 blocks) | 7,918,400 |" in out.stdout
+    assert "| proximal step |" in out.stdout
+    report = json.loads((tmp_path / "tp.json").read_text())
+    assert [r["net"] for r in report["rows"]] == ["minimal", "demo", "6-block"]
+    assert report["matmul_gflops"] > 0
+    for r in report["rows"]:
+        assert all(v > 0 for v in r["img_s"].values())
+        assert 0 < r["trainer_of_matmul"] < 5
+
+
+def test_inputs_benchmark_prints_its_tables(tmp_path):
+    """benchmarks/inputs.py (1-D signals against SVC/MLP, small vs upscaled
+    images) runs every row in smoke mode; digits when MNIST is not installed."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, str(BENCH / "inputs.py"), "--smoke",
+                          "--threads", "1", "--out", str(tmp_path / "inputs.json")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "| ResBuilder, 1-D start net |" in out.stdout and "| SVC(rbf) |" in out.stdout
+    assert "size-chosen start net" in out.stdout and "old start net" in out.stdout
+    report = json.loads((tmp_path / "inputs.json").read_text())
+    one_d = report["parts"]["1d"]["rows"]
+    assert len(one_d) == 4 and all("error" not in r for r in one_d)
+    assert all(0.0 <= r["acc"] <= 1.0 and r["flops"] <= 1e5 for r in one_d)
+    assert "stem 1x3/" in one_d[0]["notes"]
+    large = report["parts"]["large"]
+    assert len(large["rows"]) == 3 and all("error" not in r for r in large["rows"])
+    assert "avgpool" in large["rows"][1]["notes"]
+    starts = large["start_flops"]
+    assert starts["large"] < starts["large, old"] / 10
+    if report["config"]["images"] == "mnist":  # 28 px and 112 px pooled to 28: same maps
+        assert starts["large"] < 3 * starts["native"]

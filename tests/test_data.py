@@ -5,11 +5,14 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from sklearn_resbuilder.data import (
     channel_stats,
     check_labels,
     check_same_shape,
+    is_channels_last,
+    take_samples,
     to_images,
     validation_split,
 )
@@ -350,3 +353,134 @@ def test_channel_stats_constant_channel_is_floored():
 def test_channel_stats_rejects_bad_shape():
     with pytest.raises(ValueError, match=r"\(n, C, H, W\)"):
         channel_stats(np.zeros((3, 4, 4)))
+
+
+# ----------------------------------------------------------------------------
+# memory on the way into training (issue #14 item 5)
+# ----------------------------------------------------------------------------
+
+class _PrepDone(Exception):
+    pass
+
+
+def _prep_of_fit(X, y, monkeypatch):
+    """``(TrainingData, peak traced bytes)`` of ``fit``'s input preparation:
+    ``fit`` is stopped where the search would start. tracemalloc sees every
+    numpy buffer (torch tensors made by ``as_tensor`` share them)."""
+    import tracemalloc
+
+    import sklearn_resbuilder.estimator as est
+    from sklearn_resbuilder import ResBuilderClassifier
+
+    seen = {}
+
+    def run_search(start, data, *args, **kwargs):
+        seen["data"] = data
+        seen["peak"] = tracemalloc.get_traced_memory()[1]
+        raise _PrepDone
+
+    monkeypatch.setattr(est, "run_search", run_search)
+    tracemalloc.start()
+    try:
+        with pytest.raises(_PrepDone):
+            ResBuilderClassifier(flop_budget=1e7, device="cpu", random_state=0).fit(X, y)
+    finally:
+        tracemalloc.stop()
+    return seen["data"], seen["peak"]
+
+
+def _indexed_images(n, h, w):
+    """Random uint8 (n, h, w, 3) images whose first two pixel values say the
+    sample's index, so a copy can be traced back to its source rows."""
+    X = np.random.default_rng(0).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    X[:, 0, 0, 0], X[:, 0, 0, 1] = np.arange(n) % 256, np.arange(n) // 256  # n <= 65536
+    return X
+
+
+def test_fit_copies_a_channel_last_uint8_input_at_most_once(monkeypatch):
+    # 53 MiB: large next to the fixed costs (channel_stats' 8 MB float chunk).
+    X = _indexed_images(2000, 96, 96)
+    y = np.arange(len(X)) % 10
+    data, peak = _prep_of_fit(X, y, monkeypatch)
+    # One copy is the train/valid gather; a second (a channel-first copy, or
+    # a split copied after the transpose) would take the peak past 2x.
+    assert peak < 1.35 * X.nbytes, f"prep allocated {peak / X.nbytes:.2f} x the input"
+    # Train and valid live in one buffer of the input's size: no torch copy
+    # either. (Plain ints in the asserts: pytest would print whole tensors.)
+    storage = data.X_train.untyped_storage()
+    nbytes, ptr = storage.nbytes(), storage.data_ptr()
+    valid_ptr = data.X_valid.untyped_storage().data_ptr()
+    assert nbytes == X.nbytes and valid_ptr == ptr
+    # ... laid out channels-last, the network's format, as the input was.
+    channels_last = data.X_train.is_contiguous(memory_format=torch.channels_last)
+    assert channels_last
+    # The pixels are the input's, every sample once, labels alongside.
+    Xt, Xv = data.X_train.numpy(), data.X_valid.numpy()
+    idx_t = Xt[:, 0, 0, 0].astype(int) + 256 * Xt[:, 1, 0, 0].astype(int)
+    idx_v = Xv[:, 0, 0, 0].astype(int) + 256 * Xv[:, 1, 0, 0].astype(int)
+    np.testing.assert_array_equal(np.sort(np.concatenate([idx_t, idx_v])), np.arange(len(X)))
+    np.testing.assert_array_equal(Xt, X[idx_t].transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(Xv, X[idx_v].transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(data.y_train.numpy(), y[idx_t])
+    np.testing.assert_array_equal(data.y_valid.numpy(), y[idx_v])
+
+
+def test_fit_copies_a_channel_first_uint8_input_at_most_once(monkeypatch):
+    X = np.ascontiguousarray(_indexed_images(2000, 96, 96).transpose(0, 3, 1, 2))
+    data, peak = _prep_of_fit(X, np.arange(len(X)) % 10, monkeypatch)
+    assert peak < 1.35 * X.nbytes, f"prep allocated {peak / X.nbytes:.2f} x the input"
+    nbytes = data.X_train.untyped_storage().nbytes()
+    contiguous = data.X_train.is_contiguous()
+    assert nbytes == X.nbytes
+    assert contiguous  # channel-first input: kept channel-first
+
+
+def test_to_images_keep_channels_last_is_a_view_with_the_same_images():
+    hwc = hwc_batch(dtype=np.uint8)
+    plain, shape = to_images(hwc)
+    view, shape_view = to_images(hwc, keep_channels_last=True)
+    assert shape == shape_view == (3, 4, 6)
+    np.testing.assert_array_equal(view, plain)
+    assert np.shares_memory(view, hwc) and not np.shares_memory(plain, hwc)
+    # Flat channel-last rows are a view too; a float64 input is cast once,
+    # keeping the channel-last layout.
+    flat, _ = to_images(hwc.reshape(len(hwc), -1), (4, 6, 3), keep_channels_last=True)
+    assert np.shares_memory(flat, hwc)
+    cast, _ = to_images(hwc_batch(dtype=np.float64), keep_channels_last=True)
+    assert cast.dtype == np.float32 and is_channels_last(cast) and not cast.flags.c_contiguous
+    # Channel-first input: C-contiguous either way.
+    chw, _ = to_images(np.ascontiguousarray(plain), keep_channels_last=True)
+    assert chw.flags.c_contiguous
+
+
+def test_take_samples_keeps_the_layout_and_copies():
+    hwc = hwc_batch(n=6, dtype=np.uint8)
+    view = hwc.transpose(0, 3, 1, 2)
+    order = [4, 0, 5]
+    taken = take_samples(view, order)
+    np.testing.assert_array_equal(taken, view[order])
+    assert is_channels_last(taken) and not taken.flags.c_contiguous
+    assert not np.shares_memory(taken, hwc)
+    chw = take_samples(np.ascontiguousarray(view), order)
+    np.testing.assert_array_equal(chw, view[order])
+    assert chw.flags.c_contiguous
+
+
+def test_channel_stats_equal_for_both_layouts():
+    hwc = np.random.default_rng(3).integers(0, 256, (50, 7, 9, 3), dtype=np.uint8)
+    view = hwc.transpose(0, 3, 1, 2)
+    for a, b in zip(channel_stats(view, chunk_samples=8),
+                    channel_stats(np.ascontiguousarray(view), chunk_samples=8)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_data_fingerprint_of_a_channel_last_view_equals_the_contiguous_one():
+    from sklearn_resbuilder.checkpoint import data_fingerprint
+
+    hwc = np.random.default_rng(4).integers(0, 256, (40, 5, 6, 3), dtype=np.uint8)
+    view, y = hwc.transpose(0, 3, 1, 2), np.arange(40) % 2
+    same = data_fingerprint(view, y, [0, 1])
+    assert same == data_fingerprint(np.ascontiguousarray(view), y, [0, 1])
+    other = view.copy()
+    other[-1, -1, -1, -1] ^= 1  # the last pixel is hashed too
+    assert data_fingerprint(other, y, [0, 1]) != same

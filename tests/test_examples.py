@@ -159,3 +159,13 @@ def test_ray_example_explains_itself_without_ray():
     else:  # Ray present: the example really runs a (smoke) search
         out = _run("ray_grid_search.py")
         assert 0.0 <= _floats(r"test accuracy:\s+([0-9.]+)", out)[0] <= 1.0
+
+
+def test_image_folder_example_reads_the_pngs_it_wrote_and_fits():
+    out = _run("image_folder.py")
+    assert "wrote 1797 PNG files in 10 class folders" in out
+    assert "loaded X: (1797, 8, 8, 1) uint8" in out  # gray PNGs: one channel
+    assert "input_shape_:    (1, 8, 8)" in out
+    assert "classes_:        ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']" in out
+    assert 0.3 < _floats(r"test accuracy:\s+([0-9.]+)", out)[0] <= 1.0  # chance: 0.1
+    assert 0 < _floats(r"FLOPs per image:\s+([0-9,]+) of", out)[0] <= 2e5

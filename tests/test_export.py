@@ -221,3 +221,71 @@ def test_export_program_round_trips(fitted, X_test, tmp_path):
     meta = json.loads(extra["sklearn_resbuilder"])
     assert meta["classes"] == fitted.classes_.tolist()
     assert meta["architecture"] == fitted.best_architecture_.to_dict()
+
+
+# ------------------------------------------------- 1-D and downsampled inputs
+def _signal_rows(X):
+    """Digits rows as 1-D signals of length 64 (``image_shape=(1, 64)``)."""
+    return np.asarray(X, np.float32)
+
+
+def _upscaled(X):
+    """Digits nearest-upscaled x8 to 64x64: the minimal net average-pools them to 32x32."""
+    img = np.asarray(X, np.float32).reshape(-1, 8, 8)
+    return img.repeat(8, axis=1).repeat(8, axis=2)
+
+
+@pytest.fixture(scope="module", params=["1d", "downsample"])
+def fitted_input(request, digits):
+    """(classifier, test images as the exported models take them, test X)."""
+    from sklearn_resbuilder import Architecture
+
+    X_train, X_test, y_train, _ = digits
+    if request.param == "1d":
+        Xtr, Xte, shape = _signal_rows(X_train), _signal_rows(X_test[:20]), (1, 1, 64)
+        kw = {"image_shape": (1, 64)}
+    else:
+        Xtr, Xte, shape = _upscaled(X_train[:300]), _upscaled(X_test[:20]), (1, 64, 64)
+        kw = {}
+    start = Architecture.minimal(shape, 10, width=4).insert_block(1, 0)
+    assert start.layout == "1d" or start.stem.downsample == 2
+    # No MorphNet step: the start net (with its block) is what gets exported.
+    clf = ResBuilderClassifier(flop_budget=1e5, start=start, n_insertions=1, n_morph_steps=0,
+                               lasso_threshold=0.0, max_epochs=1, augment=False, refit=False,
+                               device="cpu", random_state=0, **kw).fit(Xtr, y_train[:len(Xtr)])
+    assert clf.best_architecture_.n_blocks >= 1
+    return clf, torch.as_tensor(Xte.reshape(-1, *shape)), Xte
+
+
+def test_1d_and_downsampled_nets_export(fitted_input, tmp_path):
+    clf, x, X = fitted_input
+    expected = clf.predict_proba(X)
+    with torch.no_grad():
+        got = clf.to_torch(proba=True)(x).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    program = clf.export_program(tmp_path / "m.pt2", proba=True)
+    with torch.no_grad():
+        got = torch.export.load(tmp_path / "m.pt2").module()(x[:7]).numpy()
+    np.testing.assert_allclose(got, expected[:7], rtol=0, atol=1e-5)
+    assert program is not None
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    clf.export_onnx(tmp_path / "m.onnx", proba=True)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": x.numpy()})[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["sklearn_resbuilder"])
+    assert meta["architecture"] == clf.best_architecture_.to_dict()
+
+
+def test_1d_and_downsampled_nets_save_and_load(fitted_input, tmp_path):
+    clf, _, X = fitted_input
+    loaded = ResBuilderClassifier.load(clf.save(tmp_path / "model"))
+    assert loaded.best_architecture_ == clf.best_architecture_
+    assert loaded.best_architecture_.layout == clf.best_architecture_.layout
+    assert loaded.best_architecture_.stem.downsample == clf.best_architecture_.stem.downsample
+    assert np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    import pickle
+
+    again = pickle.loads(pickle.dumps(clf))
+    assert np.array_equal(again.predict_proba(X), clf.predict_proba(X))

@@ -58,6 +58,50 @@ def test_imagenet_stem_matches_torch_counter():
     assert arch.flops() == torch_flops(arch.build(), arch.input_shape)
 
 
+def test_1d_conv_flops_by_hand():
+    # 1x3 kernel, 1x40 output, 2 -> 7 channels: 2 * 3 * 40 * 2 * 7
+    assert conv_flops((1, 3), 1, 40, 2, 7) == 3360 == conv_flops((3, 1), 40, 1, 2, 7)
+    conv = torch.nn.Conv2d(2, 7, (1, 3), padding=(0, 1), bias=False)
+    assert _counted(conv, torch.zeros(1, 2, 1, 40)) == 3360
+
+
+def test_minimal_1d_by_hand():
+    # stem 1x3, 1 -> 16 at length 40, three 1x2 pools to length 5, dense 16*5 -> 10
+    arch = Architecture.minimal((1, 1, 40), 10)
+    assert arch.flops() == 2 * 3 * 40 * 1 * 16 + 2 * 16 * 5 * 10 == 5440
+
+
+SHAPES_1D_NON_SQUARE = [(1, 1, 40), (3, 1, 64), (2, 50, 1), (1, 1, 9), (1, 28, 56),
+                        (1, 56, 28), (1, 27, 45), (3, 45, 27), (1, 5, 40)]
+
+
+@pytest.mark.parametrize("preset, shape", [("minimal", s) for s in SHAPES_1D_NON_SQUARE]
+                         # 5 px is too short for ResNet18's three poolings
+                         + [("resnet18", s) for s in SHAPES_1D_NON_SQUARE if s != (1, 5, 40)])
+def test_1d_and_non_square_presets_match_torch_counter(preset, shape):
+    arch = getattr(Architecture, preset)(shape, 10)
+    if preset == "minimal":
+        arch = arch.insert_block(0, 0).insert_block(arch.n_stages - 1, 0)
+    else:
+        arch = arch.scaled(0.125)
+    net = arch.build()
+    assert arch.flops() == torch_flops(net, arch.input_shape)
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(3, *shape)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("shape", [(3, 112, 112), (1, 64, 64), (3, 300, 300), (3, 64, 300),
+                                   (1, 113, 57)])
+def test_downsampled_start_nets_match_torch_counter(shape):
+    arch = Architecture.minimal(shape, 10)
+    assert arch.stem.downsample > 1
+    arch = arch.insert_block(0, 0).insert_block(2, 0)
+    net = arch.build()
+    assert arch.flops() == torch_flops(net, shape)
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(2, *shape)).shape == (2, 10)
+
+
 def test_torch_flops_restores_mode():
     net = Architecture.minimal((1, 8, 8), 3).build()
     net.train()
@@ -72,17 +116,33 @@ def test_torch_flops_restores_mode():
 def architectures(draw):
     """Valid random specs (invalid draws are filtered by ``assume``)."""
     c = draw(st.integers(1, 3))
+    # 2-D images (square and not, odd sizes) and 1-D signals both ways round.
+    kind = draw(st.sampled_from(["2d", "2d", "1d-h", "1d-w"]))
     h = draw(st.integers(4, 40))
     w = draw(st.integers(4, 40))
+    if kind == "1d-h":
+        h, w = 1, draw(st.integers(2, 80))
+    elif kind == "1d-w":
+        h, w = draw(st.integers(2, 80)), 1
     kernel = draw(st.sampled_from([1, 3, 5]))
     stride = draw(st.integers(1, 2))
     pool = draw(st.booleans())
-    # Stages that fit: each pooling halves the stem's output size.
-    sh, sw = (h - 1) // stride + 1, (w - 1) // stride + 1
-    if pool:
-        sh, sw = sh // 2, sw // 2
+    downsample = draw(st.sampled_from([1, 1, 2, 3]))
+    # Stages that fit: each pooling halves the stem's output size (1-D: the
+    # long side only; the short side of a signal stays 1).
+    long = kind != "2d"
+    fh, fw = (1, downsample) if kind == "1d-h" else (downsample, 1) if kind == "1d-w" else (
+        downsample, downsample)
+    sh, sw = h // fh, w // fw
     assume(min(sh, sw) >= 1)
-    max_stages = min(4, 1 + int(math.log2(min(sh, sw))))
+    sh = (sh - 1) // (1 if kind == "1d-h" else stride) + 1
+    sw = (sw - 1) // (1 if kind == "1d-w" else stride) + 1
+    if pool:
+        sh, sw = (sh, sw // 2) if kind == "1d-h" else (sh // 2, sw) if kind == "1d-w" else (
+            sh // 2, sw // 2)
+    assume(min(sh, sw) >= 1)
+    size = max(sh, sw) if long else min(sh, sw)
+    max_stages = min(4, 1 + int(math.log2(size)))
     n_stages = draw(st.integers(1, max_stages))
     stem_width = draw(st.integers(1, 12))
     stages, prev = [], stem_width
@@ -95,8 +155,11 @@ def architectures(draw):
     head = draw(st.sampled_from(["flatten", "avg"]))
     n_classes = draw(st.integers(1, 12))
     try:
-        return Architecture((c, h, w), n_classes, Stem(kernel, stem_width, stride, pool),
+        arch = Architecture((c, h, w), n_classes,
+                            Stem(kernel, stem_width, stride, pool, downsample),
                             tuple(stages), head)
+        assert arch.layout == ("2d" if kind == "2d" else "1d")
+        return arch
     except ValueError:  # pragma: no cover - the strategy only draws valid specs
         assume(False)
 

@@ -9,6 +9,7 @@ their BN running statistics describe the data, as they would after training.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace as replace_stem
 
 import pytest
 import torch
@@ -51,11 +52,37 @@ def _two_groups():
     ), "avg")
 
 
+def _1d_blocks():
+    """A 1-D net (signals of length 40, 1x3 convs, 1x2 pools, 4 stages) with blocks."""
+    return (Architecture.minimal((2, 1, 40), 10, width=8)
+            .insert_block(0, 0, width=6)
+            .insert_block(2, 0)
+            .insert_block(3, 0, width=5))
+
+
+def _downsampled():
+    """A 64 px image, average-pooled to 32 px before the stem, with blocks."""
+    return (Architecture.minimal((3, 64, 64), 4, width=6)
+            .insert_block(0, 0)
+            .insert_block(2, 0, width=4))
+
+
+def _non_square():
+    """Odd, non-square 27x45 images (pooled to 13x22 and 6x11), with blocks."""
+    return (Architecture.minimal((1, 27, 45), 10, width=8)
+            .insert_block(1, 0)
+            .insert_block(2, 0, width=3))
+
+
 ARCHS = {
     "minimal": lambda: Architecture.minimal((1, 16, 16), 10, width=8),
     "with-blocks": _with_blocks,
     "two-groups": _two_groups,
+    "1d-blocks": _1d_blocks,
+    "downsample": _downsampled,
+    "non-square": _non_square,
 }
+NAMES = list(ARCHS)
 
 
 def _data(arch, n=32, seed=1):
@@ -128,8 +155,12 @@ def _sub_state(module):
     _with_blocks(),
     _two_groups(),
     Architecture((2, 9, 7), 1, Stem(5, 3, 2, True), (Stage(3, (1,)), Stage(2, (), True)), "avg"),
+    _1d_blocks(),
+    Architecture((1, 33, 1), 3, Stem(5, 4, 2, True), (Stage(4, (2,)), Stage(3, (3,), True)), "avg"),
+    _downsampled(),
+    _non_square(),
 ], ids=["minimal8", "minimal32", "resnet18/8", "resnet18-96/8", "with-blocks", "two-groups",
-        "odd"])
+        "odd", "1d", "1d-wide-strided", "downsample", "non-square"])
 @pytest.mark.parametrize("batch", [1, 5])
 def test_output_shape(arch, batch):
     net = arch.build()
@@ -184,7 +215,7 @@ def _insert_sites(arch):
     return [(s, p) for s, st in enumerate(arch.stages) for p in range(len(st.blocks) + 1)]
 
 
-@pytest.mark.parametrize("name", ["minimal", "with-blocks", "two-groups"])
+@pytest.mark.parametrize("name", NAMES)
 def test_insert_barely_changes_outputs(name):
     """Logits move by well under 1 % (relative norm) when a block is inserted anywhere.
 
@@ -231,7 +262,7 @@ def test_insert_new_block_init():
     _assert_state_equal(new.state_dict(), again.state_dict())
 
 
-@pytest.mark.parametrize("name", ["minimal", "with-blocks", "two-groups"])
+@pytest.mark.parametrize("name", NAMES)
 def test_insert_copies_old_weights(name):
     arch = ARCHS[name]()
     net = _fresh(arch, _data(arch))
@@ -311,6 +342,9 @@ def test_insert_invalid_raises():
     ("with-blocks", [(1, 1), (0, 0)]),
     ("two-groups", [(0, 1), (2, 0)]),
     ("two-groups", [(1, 0)]),
+    ("1d-blocks", [(0, 0), (3, 0)]),
+    ("downsample", [(2, 0)]),
+    ("non-square", [(1, 0)]),
 ])
 def test_remove_dead_blocks_keeps_outputs(name, drop):
     arch = ARCHS[name]()
@@ -366,6 +400,8 @@ RESIZE_CASES = {
     "with-blocks": ({0: [1, 4, 7]}, {(0, 0): [0, 5], (1, 0): [3], (1, 1): [1, 2]}),
     "two-groups": ({0: [0, 3], 1: [2, 5, 9]}, {(0, 0): [1], (0, 1): [0, 5], (1, 0): [6],
                                                (2, 0): [2, 4], (2, 1): [0]}),
+    "1d-blocks": ({0: [1, 4, 7]}, {(0, 0): [0, 5], (2, 0): [3], (3, 0): [1, 2]}),
+    "downsample": ({0: [0, 3]}, {(0, 0): [1], (2, 0): [2]}),
 }
 
 
@@ -488,3 +524,64 @@ def test_surgery_keeps_mode_and_dtype():
                 resize(net, arch.scaled(0.5))):
         assert not new.training
         assert next(new.parameters()).dtype == torch.float64
+
+
+# ---------------------------------------------------------- 1-D and large inputs
+@pytest.mark.parametrize("shape, k, p", [((2, 1, 40), (1, 3), (1, 2)),
+                                         ((2, 40, 1), (3, 1), (2, 1))])
+def test_1d_net_has_1d_kernels_and_pools(shape, k, p):
+    arch = Architecture.minimal(shape, 10).insert_block(1, 0)
+    net = arch.build()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3 and all(tuple(c.weight.shape[2:]) == k for c in convs)
+    assert all(c.padding == (k[0] // 2, k[1] // 2) for c in convs)
+    pools = [m for m in net.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == 3 and all(tuple(m.kernel_size) == p for m in pools)
+    # Every kernel weight reads the signal: none is a row that only sees padding.
+    assert sum(c.weight.numel() for c in convs) == 3 * (2 * 16 + 16 * 16 + 16 * 16)
+    # The network is translation-equivariant along the signal only.
+    x = _data(arch, n=4)
+    with torch.no_grad():
+        out = net.eval()(x)
+    assert out.shape == (4, 10)
+
+
+def test_downsampling_stem_average_pools_the_input():
+    arch = _downsampled()
+    net = arch.build(_gen())
+    assert isinstance(net.downsample, torch.nn.AvgPool2d) and net.downsample.kernel_size == (2, 2)
+    # Parameter-free: the state dict has the keys of a net without it.
+    plain = Architecture((3, 32, 32), 4, replace_stem(arch.stem, downsample=1), arch.stages,
+                         arch.head).build(_gen())
+    assert net.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(net.state_dict())
+    # A 2x nearest-upscaled image through the downsampled net equals the
+    # original through the plain one.
+    small = _data(plain.architecture, n=3)
+    big = small.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    torch.testing.assert_close(_eval(net, big), _eval(plain, small), rtol=0, atol=1e-5)
+
+
+def test_module_pickled_before_downsampling_existed_still_runs():
+    import pickle
+
+    arch = _with_blocks()
+    net = arch.build(_gen()).eval()
+    x = _data(arch, n=3)
+    expected = _eval(net, x)
+    del net._modules["downsample"]  # what an older version pickled
+    back = pickle.loads(pickle.dumps(net))
+    assert isinstance(back.downsample, torch.nn.Identity)
+    torch.testing.assert_close(_eval(back, x), expected, rtol=0, atol=0)
+
+
+def test_resize_refuses_another_layout_or_downsampling():
+    one_stage = Architecture((2, 1, 40), 10, Stem(3, 8), (Stage(8, (6,)),))
+    assert one_stage.layout == "1d"
+    with pytest.raises(ValueError, match="same topology"):
+        resize(one_stage.build(), replace_stem(one_stage, layout="2d"))
+    net = _downsampled().build()
+    other = Architecture((3, 64, 64), 4, replace_stem(net.architecture.stem, downsample=4),
+                         net.architecture.stages, "flatten")
+    with pytest.raises(ValueError, match="same topology"):
+        resize(net, other)

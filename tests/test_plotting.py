@@ -207,6 +207,28 @@ def test_architecture_stem_pool_box():
     assert kinds[1:3] == ["stem", "pool"]
 
 
+def test_architecture_1d_labels_say_1x3(tmp_path):
+    arch = Architecture.minimal((1, 1, 40), 10).insert_block(1, 0)
+    fig = plot_architecture(arch)
+    _check_png(fig, tmp_path, "arch_1d")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "conv\n1x3" in texts and texts.count("1x2") == arch.n_stages - 1
+    assert not any("3x3" in t or "2x2" in t for t in texts)
+    assert "stage 3\n1x5" in texts
+    tall = [t.get_text() for t in plot_architecture(Architecture.minimal((1, 40, 1), 10))
+            .axes[0].texts]
+    assert "conv\n3x1" in tall and "2x1" in tall
+
+
+def test_architecture_downsampling_box():
+    arch = Architecture.minimal((3, 112, 112), 10)
+    fig = plot_architecture(arch)
+    kinds = _kinds(fig)
+    assert kinds[:3] == ["input", "pool", "stem"]
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "avg\npool" in texts and "4x4" in texts and "stage 0\n28x28" in texts
+
+
 def test_architecture_highlights_the_inserted_block(tmp_path):
     prev = Architecture.resnet18((1, 28, 28), 10)
     arch = prev.insert_block(2, 1, width=40)

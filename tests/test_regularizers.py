@@ -167,6 +167,10 @@ PRESETS = [
     Architecture.minimal((3, 32, 32), 10).insert_block(0, 0).insert_block(1, 0, width=5),
     Architecture.resnet18((3, 32, 32), 10),
     Architecture.resnet18((3, 64, 64), 7),   # ImageNet stem: 7x7 / 2 + pool
+    Architecture.minimal((2, 1, 40), 10).insert_block(0, 0).insert_block(3, 0),  # 1-D
+    Architecture.resnet18((1, 50, 1), 4).scaled(0.25),                       # 1-D, tall
+    Architecture.minimal((3, 112, 112), 10).insert_block(1, 0),              # avg-pooled input
+    Architecture.minimal((1, 27, 45), 10).insert_block(2, 0),                # non-square
 ]
 RANDOM = [_random_arch(random.Random(seed)) for seed in range(6)]
 
@@ -197,6 +201,38 @@ def test_cost_equals_flops_of_alive_subnetwork(seed):
     groups, blocks = alive_widths(net, TAU)
     _, cost = morphnet_penalty(net, TAU)
     assert cost == arch.with_widths(groups, blocks).flops()
+
+
+def test_morphnet_coefficients_use_the_real_kernel_area_in_1d():
+    """A 1x3 conv's coefficient is 2 H W * 3, not 2 H W * 9 (eq. 2's C_j per channel pair)."""
+    arch = Architecture((1, 1, 16), 3, Stem(3, 4), (Stage(4, (2,)),), "avg")
+    assert arch.layout == "1d"
+    net = arch.build(_gen())
+    blk = net.block(0, 0)
+    with torch.no_grad():
+        net.stem.bn.weight.copy_(torch.tensor([0.5, -0.3, 0.005, 0.2]))
+        blk.bn2.weight.copy_(torch.tensor([-0.9, 0.6, -0.004, 0.002]))
+        blk.bn1.weight.copy_(torch.tensor([0.7, -0.005]))
+    coeff = 2 * 1 * 16 * 1 * 3   # 2 H_out W_out kh kw = 96, for stem, conv1 and conv2
+    reg, cost = morphnet_penalty(net, TAU)
+    expected_reg = (coeff * (A_IMG * SUM_R_S) + coeff * (A_S * SUM_R_M + A_M * SUM_R_S)
+                    + coeff * (A_M * SUM_R_S + A_S * SUM_R_M) + COEFF_HEAD * A_LOGITS * SUM_R_S)
+    assert float(reg.detach()) == pytest.approx(expected_reg, rel=1e-6)
+    assert cost == 3 * coeff * 3 + COEFF_HEAD * A_S * A_LOGITS
+    assert cost == arch.with_widths([A_S], [[A_M]]).flops()
+    # The gate penalty is FLOP-weighted with the same area.
+    lasso = float(layer_lasso_penalty(net).detach())
+    gate = float((blk.bn2.weight.abs() + blk.bn2.bias.clamp(min=0)).mean().detach())
+    assert lasso == pytest.approx(2 * coeff * 4 * 2 * gate, rel=1e-6)
+
+
+def test_penalty_scale_counts_the_pixels_the_stem_sees():
+    from sklearn_resbuilder.regularizers import REFERENCE_PIXELS, penalty_scale
+
+    small, large = Architecture.minimal((1, 28, 28), 10), Architecture.minimal((3, 112, 112), 10)
+    assert large.stem.downsample == 4
+    assert penalty_scale(large) == penalty_scale(small) == REFERENCE_PIXELS / 784
+    assert penalty_scale(Architecture.minimal((1, 1, 40), 10)) == REFERENCE_PIXELS / 40
 
 
 # --------------------------------------------------------------- LayerLasso

@@ -560,3 +560,46 @@ def test_a_training_whose_stream_dies_stops_early(small_data):
     res = train_one(_net(seed=6), small_data, cfg, regularized=True)
     assert (res.record["stopped"] or "").startswith("collapsed: a stream died")
     assert res.record["epochs"] < 30
+
+
+@pytest.mark.parametrize("head", ["flatten", "avg"])
+def test_predict_logits_in_channels_last_equals_a_plain_nchw_pass(head):
+    # RGB, a transition conv and both heads: the layouts differ in memory
+    # (C > 1), and the flatten head must read features in NCHW order.
+    from dataclasses import replace
+
+    from sklearn_resbuilder.training import predict_logits
+
+    arch = Architecture.minimal((3, 12, 12), 5, width=6).insert_block(0, 0).insert_block(2, 0)
+    arch = replace(arch, head=head)
+    module = arch.build(_gen(3)).eval()
+    X = np.random.default_rng(0).integers(0, 256, (40, 3, 12, 12), dtype=np.uint8)
+    mean, std = np.array([0.4, 0.5, 0.6], np.float32), np.array([0.2, 0.25, 0.3], np.float32)
+    ref_in = (torch.as_tensor(X).float() / 255 - torch.as_tensor(mean).view(1, 3, 1, 1)) \
+        / torch.as_tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ref = module(ref_in)
+        ref_mirror = module(ref_in.flip(-1))
+    module.train()  # predict_logits evaluates in eval mode and restores train mode
+    got = predict_logits(module, X, mean, std, batch_size=16)
+    assert module.training
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(predict_logits(module, X, mean, std, mirror=True), ref_mirror,
+                               atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(ref, ref_mirror)  # the mirror test can fail
+
+
+def test_refit_joins_train_and_valid_without_a_copy_when_they_share_a_buffer():
+    from sklearn_resbuilder.training import _joined
+
+    X = torch.arange(10 * 2 * 3 * 3, dtype=torch.uint8).view(10, 2, 3, 3)
+    cl = X.contiguous(memory_format=torch.channels_last)
+    for buf in (X, cl):
+        joined = _joined(buf[:7], buf[7:])
+        assert joined.data_ptr() == buf.data_ptr()  # a view, no copy
+        assert torch.equal(joined, buf)
+    # Separate buffers (or a gap between the parts): a real concatenation.
+    apart = _joined(X[:3].clone(), X[3:].clone())
+    assert apart.data_ptr() != X.data_ptr() and torch.equal(apart, X)
+    gap = _joined(X[:3], X[4:])
+    assert torch.equal(gap, torch.cat([X[:3], X[4:]]))
