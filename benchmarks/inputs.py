@@ -56,35 +56,13 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from sklearn_resbuilder import Architecture, ResBuilderClassifier, Stage, Stem
+from sklearn_resbuilder.datasets import make_shifted_templates as shifted_templates
 
 ROWS = ("new", "old", "svc", "mlp")
 N_CLASSES = 10
-TEMPLATE_LENGTH = 12
 
 
 # ------------------------------------------------------------------------ data
-def shifted_templates(n, length=40, noise=0.5, seed=0, n_classes=N_CLASSES,
-                      template_length=TEMPLATE_LENGTH):
-    """``(X float32 (n, length), y)``: a class template at a random offset plus noise.
-
-    The templates (smoothed Gaussian noise, unit variance) are the same for
-    every call; ``seed`` draws labels, offsets and noise.
-    """
-    if length < template_length:
-        raise ValueError(f"length must be >= {template_length}, got {length}")
-    trng = np.random.default_rng(12345)
-    raw = trng.normal(size=(n_classes, template_length + 4))
-    k = np.array([1, 2, 3, 2, 1.0]) / 9
-    t = np.stack([np.convolve(r, k, mode="valid") for r in raw])
-    t /= t.std(axis=1, keepdims=True)
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, n_classes, n)
-    offset = rng.integers(0, length - template_length + 1, n)
-    X = noise * rng.normal(size=(n, length))
-    X[np.arange(n)[:, None], offset[:, None] + np.arange(template_length)] += t[y]
-    return X.astype(np.float32), y
-
-
 def load_images(name, n_train, n_test):
     """``(X, y, Xt, yt)`` uint8 (n, H, W) images: MNIST (official test set) or digits."""
     if name == "mnist":

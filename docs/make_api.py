@@ -39,7 +39,7 @@ SECTIONS = [
      "The immutable network spec the search edits: `from sklearn_resbuilder import "
      "Architecture, Stage, Stem`. See [architecture.md](architecture.md) for the "
      "network it builds and how FLOPs are counted."),
-    ("Data sets", "sklearn_resbuilder.datasets", ["load_mnist", "load_image_folder"],
+    ("Data sets", "sklearn_resbuilder.datasets", ["load_mnist", "load_image_folder", "make_shifted_templates"],
      "Real data that works offline, and folders of image files "
      "(see [Images in folders](user_guide.md#images-in-folders))."),
     ("Plotting", "sklearn_resbuilder.plotting", None,

@@ -5,7 +5,7 @@ Every training step allocates and frees the same activations (6 MB each for a
 its heap to the kernel once more than ``M_TRIM_THRESHOLD`` is free (at most
 64 MB with its dynamic default), so the next step takes it back page by page:
 measured on the demo's network, 4,400-6,300 page faults and 15-21 ms of kernel
-time per step, and a step 1.12x (1 thread) to 1.23x (2 threads) slower than
+time per step, and a step 1.21x (1 thread) to 1.23x (2 threads) slower than
 with the memory kept (docs/benchmarks.md, "Throughput"). PyTorch's CPU tuning
 guide recommends jemalloc or tcmalloc for the same reason; they need
 ``LD_PRELOAD``, which a library cannot set, but glibc's own thresholds can be

@@ -14,19 +14,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
 
 from sklearn_resbuilder import Architecture, ResBuilderClassifier
-
-
-def shifted_templates(n, length, noise, seed, n_classes=10, template_length=12):
-    """A class template at a random offset plus noise (as in benchmarks/inputs.py)."""
-    raw = np.random.default_rng(12345).normal(size=(n_classes, template_length + 4))
-    t = np.stack([np.convolve(r, np.array([1, 2, 3, 2, 1.0]) / 9, mode="valid") for r in raw])
-    t /= t.std(axis=1, keepdims=True)
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, n_classes, n)
-    offset = rng.integers(0, length - template_length + 1, n)
-    X = noise * rng.normal(size=(n, length))
-    X[np.arange(n)[:, None], offset[:, None] + np.arange(template_length)] += t[y]
-    return X.astype(np.float32), y
+from sklearn_resbuilder.datasets import make_shifted_templates as shifted_templates
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

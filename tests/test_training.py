@@ -603,3 +603,13 @@ def test_refit_joins_train_and_valid_without_a_copy_when_they_share_a_buffer():
     assert apart.data_ptr() != X.data_ptr() and torch.equal(apart, X)
     gap = _joined(X[:3], X[4:])
     assert torch.equal(gap, torch.cat([X[:3], X[4:]]))
+
+
+def test_batch_augment_is_the_same_on_a_channels_last_batch():
+    # fit keeps (n, H, W, C) input channels-last; the per-image gathers must
+    # move the same pixels whatever the memory layout.
+    x = torch.rand(16, 3, 10, 12)
+    a = BatchAugment(0.2, True, _gen(7))(x)
+    b = BatchAugment(0.2, True, _gen(7))(x.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, x)  # it did shift/flip something
