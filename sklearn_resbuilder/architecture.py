@@ -563,6 +563,40 @@ class Architecture:
                    "flatten")
 
     @classmethod
+    def pyramid(cls, input_shape, n_classes: int, width: int = 16) -> Architecture:
+        """The minimal net with the classic ResNet shape: width doubles at each pooling.
+
+        The same stem, poolings, downsampling and 1-D rule as :meth:`minimal`,
+        but stage ``s`` opens with a 1x1 transition conv to ``width * 2**s``
+        channels (16 -> 32 -> 64). A block then costs the same FLOPs in every
+        stage (a quarter of the pixels, twice the channels, twice over), so a
+        uniform "random in" spreads the budget over the stages instead of
+        piling it where maps are largest (issue #11, docs/algorithm.md).
+
+        Parameters
+        ----------
+        input_shape : tuple of int
+            ``(C, H, W)`` of one image.
+        n_classes : int
+            Number of classes.
+        width : int, default=16
+            Channels of the stem conv (stage 0's stream width).
+
+        Returns
+        -------
+        Architecture
+
+        Examples
+        --------
+        >>> Architecture.pyramid((1, 28, 28), 10).summary()
+        'stem 3x3/16 | 16[-] > 32[-] > 64[-] | flatten | 689,920 FLOPs'
+        """
+        base = cls.minimal(input_shape, n_classes, width)
+        stages = tuple(Stage(width * 2 ** s, (), transition=s > 0)
+                       for s in range(base.n_stages))
+        return replace(base, stages=stages)
+
+    @classmethod
     def resnet18(cls, input_shape, n_classes: int) -> Architecture:
         """ResNet18's widths and depth (stages 64-128-256-512 x 2 blocks, "RB-R18").
 

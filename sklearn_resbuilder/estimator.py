@@ -69,12 +69,15 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     flop_budget : float, default=1e8
         zeta: FLOPs per image the final network may use (conv + dense,
         ``2 kh kw H W c_in c_out`` per conv).
-    start : {"minimal", "resnet18"} or Architecture, default="minimal"
+    start : {"minimal", "pyramid", "resnet18"} or Architecture, default="minimal"
         Start network: the paper's minimal net (RB-0Net), ResNet18 (RB-R18) or
         any spec with this data's input shape and classes. "minimal" is sized
         to the images: 1-D networks (1x3 kernels, poolings sized to the
         length) for images one pixel high or wide, and images of 56 px and
         more average-pooled to 28-55 px first (``Architecture.minimal``).
+        "pyramid" is the same net with the width doubled after each pooling
+        (16-32-64, ``Architecture.pyramid``), so a block costs the same FLOPs
+        in every stage.
     n_insertions : int, default=4
         n_Lambda: block insertions before each MorphNet step.
     n_morph_steps : int, default=7
@@ -220,7 +223,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "flop_budget": [Interval(Real, 0, None, closed="neither")],
-        "start": [StrOptions({"minimal", "resnet18"}), Architecture],
+        "start": [StrOptions({"minimal", "pyramid", "resnet18"}), Architecture],
         "n_insertions": [Interval(Integral, 0, None, closed="left")],
         "n_morph_steps": [Interval(Integral, 0, None, closed="left")],
         "morph_strength": [Interval(Real, 0, None, closed="left")],
@@ -441,6 +444,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
             return self.start
         if self.start == "resnet18":
             return Architecture.resnet18(input_shape, n_classes)
+        if self.start == "pyramid":
+            return Architecture.pyramid(input_shape, n_classes)
         return Architecture.minimal(input_shape, n_classes)
 
     # -------------------------------------------------------------- predict

@@ -66,6 +66,33 @@ def test_resnet18_preset(shape):
     assert arch.group_widths() == [64, 128, 256, 512]
 
 
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 8, 8), (1, 1, 40),
+                                   (3, 112, 112), (1, 3, 3)])
+def test_pyramid_doubles_width_at_each_pooling(shape):
+    from sklearn_resbuilder.flops import torch_flops
+
+    minimal = Architecture.minimal(shape, 10)
+    arch = Architecture.pyramid(shape, 10)
+    # The minimal net's sizing (stem, poolings, downsampling, layout) ...
+    assert (arch.stem, arch.layout, arch.head) == (minimal.stem, minimal.layout, minimal.head)
+    assert arch.stage_hw() == minimal.stage_hw()
+    # ... with a transition to twice the width after every pooling.
+    assert [s.width for s in arch.stages] == [16 * 2 ** s for s in range(minimal.n_stages)]
+    assert [s.transition for s in arch.stages] == [s > 0 for s in range(minimal.n_stages)]
+    assert arch.n_blocks == 0
+    assert arch.flops() == torch_flops(arch.build(), shape)
+
+
+def test_pyramid_block_costs_the_same_in_every_stage():
+    # The reason for the shape: a quarter of the pixels, twice the channels.
+    arch = Architecture.pyramid((1, 32, 32), 10)
+    costs = {arch.insert_block(s, 0).flops() - arch.flops() for s in range(arch.n_stages)}
+    assert len(costs) == 1
+    minimal = Architecture.minimal((1, 32, 32), 10)
+    uniform = [minimal.insert_block(s, 0).flops() - minimal.flops() for s in range(3)]
+    assert uniform[0] == 16 * uniform[2]  # where the minimal net's budget goes
+
+
 def test_minimal_small_images_get_fewer_pools():
     assert Architecture.minimal((1, 3, 3), 2).n_stages == 2
     assert Architecture.minimal((1, 1, 1), 2).n_stages == 1

@@ -528,3 +528,13 @@ def test_small_data_cross_validation_beats_logistic_regression():
     rb = cross_val_score(ResBuilderClassifier(flop_budget=2e5, n_insertions=1, n_morph_steps=1,
                                               max_epochs=3, random_state=0), X, y, cv=cv).mean()
     assert rb > lr, (rb, lr)
+
+
+def test_pyramid_start_is_the_doubling_net():
+    X, y = _X()
+    clf = ResBuilderClassifier(**{**TINY, "max_epochs": 1, "start": "pyramid"}).fit(X, y)
+    first = Architecture.from_dict(clf.history_[0]["architecture"])
+    assert first == Architecture.pyramid((1, 8, 8), 10)
+    assert [s.width for s in clf.best_architecture_.stages] == [16, 32, 64]
+    with pytest.raises(ValueError, match="start"):
+        ResBuilderClassifier(start="pyramids").fit(X, y)
