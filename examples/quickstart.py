@@ -33,7 +33,7 @@ clf = ResBuilderClassifier(
     max_epochs=1 if SMOKE else 4,
     refit=not SMOKE,  # the refit's 600-step floor is minutes, not the smoke run's seconds
     # augment="auto" (the default) finds that mirrored digits lose their class: shifts only
-    max_time=60 if SMOKE else 540,  # the search gets 80 %, the refit the rest
+    max_time=60 if SMOKE else 540,  # the search gets half, the refit the rest
     random_state=0,
     verbose=1,
 )
