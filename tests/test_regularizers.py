@@ -32,7 +32,7 @@ def _gen(seed=0):
 
 
 # ---------------------------------------------------------------- MorphNet G_M
-def _one_block_net():
+def _one_block_net(input_shape=(1, 8, 8)):
     """1x8x8 input, stem 3x3 -> 4 channels, one block (mid 2), avg head, 3 classes.
 
     Stem BN (stream), block bn1 (mid) and bn2 (stream) get chosen gammas:
@@ -49,7 +49,7 @@ def _one_block_net():
     Middle channels are alive relative to the block's largest |gamma_1|
     (0.005 < tau * 0.7 = 0.007): BN2 cancels any common scale of layer 1.
     """
-    arch = Architecture(input_shape=(1, 8, 8), n_classes=3, stem=Stem(3, 4),
+    arch = Architecture(input_shape=input_shape, n_classes=3, stem=Stem(3, 4),
                         stages=(Stage(4, (2,)),), head="avg")
     net = arch.build(_gen())
     blk = net.block(0, 0)
@@ -205,14 +205,9 @@ def test_cost_equals_flops_of_alive_subnetwork(seed):
 
 def test_morphnet_coefficients_use_the_real_kernel_area_in_1d():
     """A 1x3 conv's coefficient is 2 H W * 3, not 2 H W * 9 (eq. 2's C_j per channel pair)."""
-    arch = Architecture((1, 1, 16), 3, Stem(3, 4), (Stage(4, (2,)),), "avg")
+    net = _one_block_net((1, 1, 16))  # the same gammas as the 2-D table above
+    arch, blk = net.architecture, net.block(0, 0)
     assert arch.layout == "1d"
-    net = arch.build(_gen())
-    blk = net.block(0, 0)
-    with torch.no_grad():
-        net.stem.bn.weight.copy_(torch.tensor([0.5, -0.3, 0.005, 0.2]))
-        blk.bn2.weight.copy_(torch.tensor([-0.9, 0.6, -0.004, 0.002]))
-        blk.bn1.weight.copy_(torch.tensor([0.7, -0.005]))
     coeff = 2 * 1 * 16 * 1 * 3   # 2 H_out W_out kh kw = 96, for stem, conv1 and conv2
     reg, cost = morphnet_penalty(net, TAU)
     expected_reg = (coeff * (A_IMG * SUM_R_S) + coeff * (A_S * SUM_R_M + A_M * SUM_R_S)
