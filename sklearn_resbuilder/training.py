@@ -167,6 +167,16 @@ class TensorBatches:
     skorch's default ``DataLoader`` indexes one sample at a time and collates;
     slicing whole index batches keeps the per-batch cost independent of the
     batch size. Passed to the trainer as ``iterator_train``/``iterator_valid``.
+
+    Shuffled (training) epochs are cut into ``ceil(n / batch_size)`` batches
+    of near-equal size (898 images at 128: eight of 112-113, not seven of 128
+    and one of 2). A tail batch of a few samples gives a noisy step at full
+    learning rate and pulls BatchNorm's running statistics toward its few
+    samples, and the last one of the last epoch is what prediction then uses:
+    measured on digits (898 refit images, five seeds of one net), 0.9749 mean
+    test accuracy with the 2-sample tail, 0.9818 with balanced batches
+    (docs/algorithm.md, deviation 15). Unshuffled (prediction) batches are
+    plain ``batch_size`` slices.
     """
 
     def __init__(self, dataset, batch_size=128, shuffle=False, generator=None):
@@ -174,28 +184,20 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.generator = int(batch_size), shuffle, generator
 
     def __len__(self):
-        n = len(self.X)
-        if self.shuffle and n % self.batch_size == 1 and n > 1:
-            n -= 1
-        return math.ceil(n / self.batch_size)
+        return math.ceil(len(self.X) / self.batch_size)
 
     def __iter__(self):
         n = len(self.X)
         if self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
-            if n % self.batch_size == 1 and n > 1:
-                # A last training batch of one sample breaks BatchNorm on 1x1
-                # feature maps; skip it (a different sample each epoch).
-                n -= 1
-        for start in range(0, n, self.batch_size):
-            if self.shuffle:
-                idx = order[start:start + self.batch_size].to(self.X.device)
-                xb = self.X[idx]
+            order = torch.randperm(n, generator=self.generator).to(self.X.device)
+            for idx in torch.tensor_split(order, len(self)) if n else ():
                 yb = self.y[idx] if self.y is not None else torch.zeros(len(idx))
-            else:
-                xb = self.X[start:start + self.batch_size]
-                yb = (self.y[start:start + self.batch_size] if self.y is not None
-                      else torch.zeros(len(xb)))
+                yield self.X[idx], yb
+            return
+        for start in range(0, n, self.batch_size):
+            xb = self.X[start:start + self.batch_size]
+            yb = (self.y[start:start + self.batch_size] if self.y is not None
+                  else torch.zeros(len(xb)))
             yield xb, yb
 
 
