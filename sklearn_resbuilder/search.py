@@ -14,8 +14,8 @@ For each of ``n_morph_steps`` (n_M):
 Every new architecture is trained With Reg (which drives the search); those
 within the budget also No Reg WI (and, with ``retrain_fresh``, the paper's No
 Reg RI). An architecture visited before is not trained again. The result is
-the No Reg network within the budget with the fewest FLOPs among those within
-one standard error of the best validation accuracy.
+the No Reg network within the budget with the most FLOPs among those within
+one standard error of the best validation accuracy (:func:`select`).
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ class _Search:
         self.train_config = replace(config.train, deadline=self.deadline)
         self.history: list[dict] = []
         self.visited: set[Architecture] = set()
-        self.best = None  # ((accuracy, -flops), step, variant, module)
+        self.best = None  # ((accuracy, -flops), step, variant, module): select(pool)
+        self.pool: list[Candidate] = []  # the candidates that can still be chosen
         self.plan = _plan(config)
         self.pos = 0  # index in self.plan of the next operation
         self.inserted = False  # did the last "insert" train a network?
@@ -253,17 +254,15 @@ class _Search:
             cb.on_record(record)
 
     def _offer(self, result, step, variant, flops):
-        """Keep the better candidate: one standard error of the validation
-        accuracy decides; within it, fewer FLOPs win (then higher accuracy)."""
+        """Add a No Reg network within the budget to the candidates (:func:`select`)."""
         acc = result.record["valid_accuracy"]
-        if self.best is not None:
-            (best_acc, neg_flops), *_ = self.best
-            se = selection_se(best_acc, len(self.data.y_valid))
-            better = acc > best_acc + se or (acc >= best_acc - se and (
-                flops < -neg_flops or (flops == -neg_flops and acc > best_acc)))
-            if not better:
-                return
-        self.best = ((acc, -flops), step, variant, copy.deepcopy(result.module))
+        self.pool = prune(self.pool + [Candidate(acc, flops, step, variant, result.module)],
+                          len(self.data.y_valid))
+        self._choose()
+
+    def _choose(self):
+        c = select(self.pool, len(self.data.y_valid))
+        self.best = ((c.accuracy, -c.flops), c.step, c.variant, copy.deepcopy(c.module))
 
     # ------------------------------------------------------------ operations
     def insert(self) -> bool:
@@ -338,16 +337,16 @@ class _Search:
             "rng": self.rng.bit_generator.state, "complete": self.complete,
             "stopped": self.stopped, "seed": self.seed,
             "elapsed": self.elapsed_before + time.monotonic() - self.t0,
-            "current": self.current.architecture.to_dict(), "best": None,
+            "current": self.current.architecture.to_dict(),
             "batch_size": self.train_config.batch_size,
             "augment": self.train_config.augment,
         }
         tensors = {"current": _cpu_state(self.current)}
-        if self.best is not None:
-            (acc, neg_flops), step, variant, module = self.best
-            meta["best"] = {"accuracy": acc, "flops": -neg_flops, "step": step,
-                            "variant": variant, "architecture": module.architecture.to_dict()}
-            tensors["best"] = _cpu_state(module)
+        meta["pool"] = [{"accuracy": c.accuracy, "flops": c.flops, "step": c.step,
+                         "variant": c.variant, "architecture": c.module.architecture.to_dict()}
+                        for c in self.pool]
+        for i, c in enumerate(self.pool):
+            tensors[f"pool{i}"] = _cpu_state(c.module)
         self.checkpoint.save(meta, tensors)
 
     def _restore(self, state: dict) -> None:
@@ -362,10 +361,72 @@ class _Search:
         self.train_config = replace(self.train_config, batch_size=int(state["batch_size"]),
                                     augment=state.get("augment", self.train_config.augment))
         self.current = _load_net(state["current"], state["tensors"]["current"], device)
-        if state["best"] is not None:
-            b = state["best"]
-            module = _load_net(b["architecture"], state["tensors"]["best"], device)
-            self.best = ((b["accuracy"], -b["flops"]), b["step"], b["variant"], module)
+        # Checkpoints before the candidate pool held only the chosen network.
+        kept = state.get("pool")
+        if kept is None:
+            kept = [dict(state["best"], key="best")] if state.get("best") else []
+        self.pool = [Candidate(c["accuracy"], c["flops"], c["step"], c["variant"],
+                               _load_net(c["architecture"],
+                                         state["tensors"][c.get("key", f"pool{i}")], device))
+                     for i, c in enumerate(kept)]
+        if self.pool:
+            self._choose()
+
+
+@dataclass
+class Candidate:
+    """A No Reg network within the budget that the search may return."""
+
+    accuracy: float  # validation accuracy
+    flops: int
+    step: int
+    variant: str
+    module: object = field(repr=False, default=None)
+
+
+def select(candidates, n_valid: int):
+    """The search's choice: the most FLOPs within one SE of the best accuracy.
+
+    Let ``a*`` be the best validation accuracy; the candidates with accuracy
+    ``>= a* - selection_se(a*, n_valid)`` are the ones the split cannot tell
+    from the best, and of those the one with the most FLOPs wins (then the
+    higher accuracy, then the earlier step). The budget is a price the user
+    agreed to pay; at this scale a budget-filling network never tested worse
+    than a smaller one the split could not separate from it (docs/algorithm.md,
+    deviation 1). None for no candidates.
+    """
+    if not candidates:
+        return None
+    top = max(c.accuracy for c in candidates)
+    floor = top - selection_se(top, n_valid)
+    eligible = [c for c in candidates if c.accuracy >= floor]
+    return max(eligible, key=lambda c: (c.flops, c.accuracy, -c.step))
+
+
+def prune(candidates, n_valid: int) -> list:
+    """The candidates :func:`select` can still choose once more arrive.
+
+    A candidate below one SE of the best can never be chosen again (the best
+    only rises, and above 50 % accuracy so does ``best - SE``); nor can one
+    that another candidate matches in accuracy and FLOPs (the later of two
+    equal ones goes). What is left is a short Pareto front, so keeping its
+    networks costs little memory.
+    """
+    if not candidates:
+        return []
+    top = max(c.accuracy for c in candidates)
+    floor = top - selection_se(top, n_valid)
+    keep = []
+    for i, c in enumerate(candidates):
+        if c.accuracy < floor:
+            continue
+        dominated = any(
+            (d.accuracy >= c.accuracy and d.flops >= c.flops)
+            and (d.accuracy > c.accuracy or d.flops > c.flops or j < i)
+            for j, d in enumerate(candidates) if j != i)
+        if not dominated:
+            keep.append(c)
+    return keep
 
 
 def selection_se(accuracy: float, n_valid: int) -> float:

@@ -341,24 +341,18 @@ def _scripted_scores(budget):
 
 
 def _expected_best(history, budget, n_valid=200):
-    """The documented rule, in visiting order: a candidate replaces the incumbent
-    if it is more than one SE better, or within one SE and smaller (or as small
-    and better)."""
-    best = None
-    for r in history:
-        if r["flops"] > budget or r["collapsed"] or r.get("reused_from") is not None:
-            continue
-        for v in NO_REG:
-            if v not in r["scores"]:
-                continue
-            acc, flops = r["scores"][v]["valid_accuracy"], r["flops"]
-            if best is not None:
-                se = (best[0] * (1 - best[0]) / n_valid) ** 0.5
-                if not (acc > best[0] + se or (acc >= best[0] - se and (
-                        flops < best[1] or (flops == best[1] and acc > best[0])))):
-                    continue
-            best = (acc, flops)
-    return best
+    """The documented rule on the whole list: of the No Reg trainings within
+    the budget whose accuracy is within one SE of the best, the one with the
+    most FLOPs (then the higher accuracy, then the earlier)."""
+    cands = [(r["scores"][v]["valid_accuracy"], r["flops"], r["step"])
+             for r in history
+             if r["flops"] <= budget and not r["collapsed"] and r.get("reused_from") is None
+             for v in NO_REG if v in r["scores"]]
+    top = max(acc for acc, _, _ in cands)
+    floor = top - (top * (1 - top) / n_valid) ** 0.5
+    acc, flops, _ = max((c for c in cands if c[0] >= floor),
+                        key=lambda c: (c[1], c[0], -c[2]))
+    return acc, flops
 
 
 def test_best_is_the_top_no_reg_score_within_budget(fake, digits):
@@ -378,7 +372,7 @@ def test_best_is_the_top_no_reg_score_within_budget(fake, digits):
     assert res.best_architecture.flops() <= budget
 
 
-def test_best_ties_go_to_fewer_flops(fake, digits):
+def test_best_ties_go_to_more_flops(fake, digits):
     budget = 1e5
     # Every in-budget No Reg scores 0.7 except the start (0.5), which is the
     # smallest net, so the tie is between bigger nets of different sizes.
@@ -393,7 +387,37 @@ def test_best_ties_go_to_fewer_flops(fake, digits):
     tied = [r for r in res.history[1:] if r["flops"] <= budget]
     assert len({r["flops"] for r in tied}) >= 2, "the test needs a tie between sizes"
     assert res.best_score == 0.7
-    assert res.history[res.best_step]["flops"] == min(r["flops"] for r in tied)
+    assert res.history[res.best_step]["flops"] == max(r["flops"] for r in tied)
+
+
+def _cand(acc, flops, step):
+    return search_mod.Candidate(acc, flops, step, "no_reg_wi", module=None)
+
+
+def test_select_takes_the_largest_network_the_split_cannot_tell_from_the_best():
+    """n_valid = 100: SE at 0.95 is 0.022. 0.94 at 180k ties the best 0.95 at
+    56k, so the bigger one is chosen; 0.90 at 200k is > 1 SE worse and is not."""
+    cands = [_cand(0.95, 56_000, 1), _cand(0.94, 180_000, 3), _cand(0.90, 200_000, 4)]
+    assert search_mod.select(cands, 100).step == 3
+    # the same three judged on 10,000 images (SE 0.002): only the best is eligible
+    assert search_mod.select(cands, 10_000).step == 1
+    # equal FLOPs: the higher accuracy, then the earlier step
+    assert search_mod.select([_cand(0.93, 9, 0), _cand(0.94, 9, 2)], 100).step == 2
+    assert search_mod.select([_cand(0.94, 9, 0), _cand(0.94, 9, 2)], 100).step == 0
+    assert search_mod.select([], 100) is None
+
+
+def test_prune_keeps_exactly_what_select_can_still_choose():
+    """Whatever arrives later, select(prune(pool) + later) == select(pool + later)."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        pool = [_cand(float(rng.integers(80, 100)) / 100, int(rng.integers(1, 6)), i)
+                for i in range(int(rng.integers(1, 8)))]
+        later = [_cand(float(rng.integers(80, 100)) / 100, int(rng.integers(1, 6)), 10 + i)
+                 for i in range(int(rng.integers(0, 4)))]
+        kept = search_mod.prune(pool, 90)
+        assert len(kept) <= len(pool)
+        assert search_mod.select(kept + later, 90) == search_mod.select(pool + later, 90)
 
 
 # ------------------------------------------------------------------ collapse
@@ -627,18 +651,19 @@ def test_revisited_architecture_is_reused_not_trained(fake, digits):
     assert ins["reused_from"] is None and morph["reused_from"] is None
 
 
-def test_selection_prefers_fewer_flops_within_one_standard_error(fake, digits):
-    """200 validation images: SE of 0.9 is 0.021. A bigger net 0.01 better
-    loses to the smaller one; 0.05 better wins."""
+def test_selection_prefers_more_flops_within_one_standard_error(fake, digits):
+    """200 validation images: SE of 0.9 is 0.021. A bigger net 0.01 worse is
+    chosen over the smaller one (the split cannot tell them apart); 0.05
+    worse is not."""
     n_valid = len(digits.y_valid)
     assert search_mod.selection_se(0.9, n_valid) == pytest.approx(0.0212, abs=1e-3)
-    for gain, bigger_wins in ((0.01, False), (0.05, True)):
-        f = FakeTrainer(scores=lambda i, arch, g=gain: {
-            v: 0.9 + (g if arch.n_blocks else 0.0) for v in VARIANTS})
+    for loss, bigger_wins in ((0.01, True), (0.05, False)):
+        f = FakeTrainer(scores=lambda i, arch, g=loss: {
+            v: 0.9 - (g if arch.n_blocks else 0.0) for v in VARIANTS})
         search_mod.train_variants = f
         res = run_search(MINIMAL, digits, config(n_insertions=1, n_morph_steps=1,
                                                  flop_budget=1e7), seed=0)
-        assert (res.best_architecture.n_blocks == 1) == bigger_wins, gain
+        assert (res.best_architecture.n_blocks == 1) == bigger_wins, loss
 
 
 # ------------------------------------------------ greedy out that reads the data
