@@ -118,8 +118,12 @@ def _within_budget(record, flop_budget) -> bool:
 
 
 def _best_of(history, within):
-    """Search's rule on a plain list: best No Reg accuracy within budget, ties fewer FLOPs."""
-    best, key = None, None
+    """The search's rule (:func:`~sklearn_resbuilder.search.select`) on a plain
+    list: the most FLOPs within one SE of the best No Reg accuracy within the
+    budget. Records without ``n_valid`` (older histories) get no SE margin."""
+    from .search import Candidate, select
+
+    cands, n_valid = [], None
     for i, r in enumerate(history):
         if not within[i] or r.get("collapsed"):
             continue
@@ -127,10 +131,10 @@ def _best_of(history, within):
             acc = _accuracy(r, v)
             if math.isnan(acc):
                 continue
-            k = (acc, -(r.get("flops") or 0))
-            if key is None or k > key:  # strict: the earlier record wins a tie
-                best, key = (i, v), k
-    return best
+            cands.append(Candidate(acc, int(r.get("flops") or 0), i, v))
+            n_valid = n_valid or (r.get("scores", {}).get(v) or {}).get("n_valid")
+    best = select(cands, int(n_valid or 10**12))
+    return None if best is None else (best.step, best.variant)
 
 
 # ------------------------------------------------------------ search history

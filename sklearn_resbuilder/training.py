@@ -556,6 +556,7 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
     else:  # nothing finished an epoch (deadline, early divergence): score the start
         record = {**_score(net, data), "train_loss": float("nan"), "best_epoch": 0}
     record["epochs"] = len(epochs)
+    record["n_valid"] = len(data.y_valid)  # what the selection's standard error is of
     stopped = getattr(net, "stop_reason_", None)
     if stopped is None and len(epochs) < config.max_epochs:
         stopped = "early_stopping"

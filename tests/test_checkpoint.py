@@ -94,8 +94,30 @@ def test_checkpointed_fit_equals_a_plain_fit_and_writes_atomically(data, clean, 
     assert len(json.loads((tmp_path / "history.json").read_text())) == n
     state = SearchCheckpoint(tmp_path, {"data": None, "params": {}}).files()[-1]
     payload = torch.load(state, weights_only=True)  # plain tensors and a JSON string
-    assert json.loads(payload["meta"])["complete"] is True
-    assert set(payload) == {"meta", "current", "best"}
+    meta = json.loads(payload["meta"])
+    assert meta["complete"] is True
+    # the candidates select() can still choose, each with its weights
+    assert 1 <= len(meta["pool"]) <= len(_trained(clean.history_))
+    assert set(payload) == {"meta", "current"} | {f"pool{i}" for i in range(len(meta["pool"]))}
+    assert clean.best_step_ in {c["step"] for c in meta["pool"]}
+
+
+def test_a_checkpoint_from_before_the_candidate_pool_resumes(data, clean, tmp_path,
+                                                             count_trainings):
+    """Checkpoints written before session 6 hold only the chosen network ("best")."""
+    ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)
+    path = SearchCheckpoint(tmp_path, {"data": None, "params": {}}).files()[-1]
+    payload = torch.load(path, weights_only=True)
+    meta = json.loads(payload.pop("meta"))
+    chosen = next(i for i, c in enumerate(meta["pool"]) if c["step"] == clean.best_step_)
+    old = {"meta": None, "current": payload["current"], "best": payload[f"pool{chosen}"]}
+    meta["best"] = meta.pop("pool")[chosen]
+    old["meta"] = json.dumps(meta)
+    torch.save(old, path)
+    first = len(count_trainings)
+    again = ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path, max_time=1e6).fit(*data)
+    assert len(count_trainings) == first  # finished: nothing trained again
+    _same_as_clean(again, clean, data)
 
 
 def test_finished_search_is_restored_without_training(data, clean, tmp_path,

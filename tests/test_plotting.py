@@ -142,6 +142,30 @@ def test_search_history_marks_gaps_budget_collapse_and_best(history, tmp_path):
     assert "step 5, No Reg WI" in star.get_label()
 
 
+def test_search_history_of_a_plain_list_stars_what_the_search_chose(fitted):
+    """For a bare history list the star follows search.select (records carry
+    n_valid), so it lands where the fit's own choice did."""
+    ax = _accuracy_axes(plot_search_history(list(fitted.history_),
+                                            flop_budget=fitted.flop_budget))
+    np.testing.assert_allclose(_by_gid(ax.collections, "best")[0].get_offsets(),
+                               [[fitted.best_step_, fitted.best_score_]])
+
+
+def test_search_history_star_takes_the_bigger_net_within_one_se(history):
+    """Step 2 (0.85) is the best, step 5 (0.80) has more FLOPs. With n_valid =
+    20 (SE at 0.85: 0.08) the split cannot tell them apart and step 5 gets
+    the star; without n_valid (an older history) the best accuracy does."""
+    history[2]["scores"]["no_reg_wi"]["valid_accuracy"] = 0.85
+    assert history[5]["flops"] > history[2]["flops"]
+    ax = _accuracy_axes(plot_search_history(history))
+    np.testing.assert_allclose(_by_gid(ax.collections, "best")[0].get_offsets(), [[2, 0.85]])
+    for r in history:
+        for v in r["scores"].values():
+            v["n_valid"] = 20
+    ax = _accuracy_axes(plot_search_history(history))
+    np.testing.assert_allclose(_by_gid(ax.collections, "best")[0].get_offsets(), [[5, 0.8]])
+
+
 def test_search_history_flop_budget_decides_within(history):
     # A budget above every network: nothing is hollow, the star moves to step 4.
     big = max(r["flops"] for r in history) + 1
