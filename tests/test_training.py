@@ -498,7 +498,7 @@ def test_out_of_memory_halves_the_batch_and_retries(small_data, monkeypatch):
     assert [str(w.message).split("retrying with ")[1] for w in warned] == \
         ["batch_size=64", "batch_size=32"]
     assert res.record["batch_size"] == 32 and res.record["epochs"] == 2
-    assert max(seen[2:]) == 32  # after two failed steps, only batches that fit
+    assert max(seen[2:]) <= 32  # after two failed steps, only batches that fit
     # The successful training started from the original weights: same result
     # as a training with batch_size=32 from the start.
     monkeypatch.undo()
@@ -510,7 +510,7 @@ def test_out_of_memory_halves_the_batch_and_retries(small_data, monkeypatch):
 
 
 def test_out_of_memory_batch_stays_halved_for_the_next_variants(small_data, monkeypatch):
-    _oom_above(monkeypatch, 100)
+    _oom_above(monkeypatch, 99)  # 200 images: two batches of 100 at 128
     with pytest.warns(UserWarning, match="out of memory") as warned:
         res = train_variants(_net(seed=2), small_data, TrainConfig(max_epochs=1), seed=0)
     assert len(warned) == 1  # only the first training paid for the discovery
