@@ -620,3 +620,19 @@ def test_batch_augment_is_the_same_on_a_channels_last_batch():
     b = BatchAugment(0.2, True, _gen(7))(x.contiguous(memory_format=torch.channels_last))
     assert torch.equal(a, b)
     assert not torch.equal(a, x)  # it did shift/flip something
+
+
+def test_refit_smooths_labels_and_the_search_trainings_do_not(small_data):
+    """With label smoothing eps over K classes the training loss cannot fall
+    below the entropy of the smoothed target (0.50 at eps = 0.1, K = 10); a
+    search training (plain CE, what early stopping reads) can."""
+    eps, k = training_mod.REFIT_LABEL_SMOOTHING, 10
+    assert eps == 0.1
+    p, q = 1 - eps + eps / k, eps / k
+    floor = -(p * math.log(p) + (k - 1) * q * math.log(q))
+    cfg = TrainConfig(augment=False, max_epochs=60, patience=60, min_steps=0)
+    res = refit(_net(width=16, seed=0), small_data, cfg, epochs=60, seed=0)
+    assert res.record["label_smoothing"] == eps
+    assert floor <= res.record["train_loss"] < floor + 0.1  # trained, down to the floor
+    plain = train_one(_net(width=16, seed=0), small_data, cfg, regularized=False, seed=0)
+    assert plain.record["train_loss"] < floor - 0.2
