@@ -192,8 +192,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         with the most FLOPs is chosen.
     refit_ : dict or None
         How ``module_`` was refit (``epochs``, ``planned_epochs``,
-        ``n_images``, ``schedule``, ``lr``, ``train_loss``, ``seconds``,
-        ``stopped``, ``used``); None with ``refit=False``. ``used`` is False
+        ``n_images``, ``schedule``, ``lr``, ``label_smoothing``,
+        ``train_loss``, ``seconds``, ``stopped``, ``used``); None with ``refit=False``. ``used`` is False
         when ``max_time`` cut the refit short: ``module_`` is then the
         search's network. Also stored as ``history_[best_step_]["refit"]``.
     history_ : list of dict

@@ -391,8 +391,8 @@ def select(candidates, n_valid: int):
     ``>= a* - selection_se(a*, n_valid)`` are the ones the split cannot tell
     from the best, and of those the one with the most FLOPs wins (then the
     higher accuracy, then the earlier step). The budget is a price the user
-    agreed to pay; at this scale a budget-filling network never tested worse
-    than a smaller one the split could not separate from it (docs/algorithm.md,
+    agreed to pay; in the runs measured, the larger of two networks the split
+    could not separate tested as well or better (docs/algorithm.md,
     deviation 1). None for no candidates.
     """
     if not candidates:
