@@ -144,7 +144,6 @@ class _Search:
         self.train_config = replace(config.train, deadline=self.deadline)
         self.history: list[dict] = []
         self.visited: set[Architecture] = set()
-        self.best = None  # ((accuracy, -flops), step, variant, module): select(pool)
         self.pool: list[Candidate] = []  # the candidates that can still be chosen
         self.plan = _plan(config)
         self.pos = 0  # index in self.plan of the next operation
@@ -255,14 +254,14 @@ class _Search:
 
     def _offer(self, result, step, variant, flops):
         """Add a No Reg network within the budget to the candidates (:func:`select`)."""
-        acc = result.record["valid_accuracy"]
-        self.pool = prune(self.pool + [Candidate(acc, flops, step, variant, result.module)],
-                          len(self.data.y_valid))
-        self._choose()
+        new = Candidate(result.record["valid_accuracy"], flops, step, variant,
+                        copy.deepcopy(result.module))
+        self.pool = prune(self.pool + [new], len(self.data.y_valid))
 
-    def _choose(self):
-        c = select(self.pool, len(self.data.y_valid))
-        self.best = ((c.accuracy, -c.flops), c.step, c.variant, copy.deepcopy(c.module))
+    @property
+    def best(self):
+        """The candidate the search would return now, or None."""
+        return select(self.pool, len(self.data.y_valid))
 
     # ------------------------------------------------------------ operations
     def insert(self) -> bool:
@@ -320,10 +319,11 @@ class _Search:
 
     def result(self) -> SearchResult:
         seconds = self.elapsed_before + time.monotonic() - self.t0
-        if self.best is None:
+        best = self.best
+        if best is None:
             return SearchResult(None, None, None, None, None, self.history, seconds,
                                 self.stopped)
-        (acc, _), step, variant, module = self.best
+        acc, step, variant, module = best.accuracy, best.step, best.variant, best.module
         return SearchResult(module.architecture, module, step, variant, acc, self.history,
                             seconds, self.stopped)
 
@@ -369,8 +369,6 @@ class _Search:
                                _load_net(c["architecture"],
                                          state["tensors"][c.get("key", f"pool{i}")], device))
                      for i, c in enumerate(kept)]
-        if self.pool:
-            self._choose()
 
 
 @dataclass
