@@ -56,5 +56,8 @@ if clf.refit_ is not None:
           f"({r['seconds']:.0f} s, {r['schedule']})" + ("" if r["used"] else " -- not used"))
 print(f"fit time:            {fit_s:.0f} s (search {clf.search_time_:.0f} s)"
       + (f" (search stopped: {clf.stopped_})" if clf.stopped_ else ""))
+for k in clf.skipped_:
+    print(f"                     (skipped {k['operation']} at step {k['step']}: "
+          f"~{k['estimated_seconds']:.0f} s of training, {k['seconds_left']:.0f} s left)")
 print()
 print(arch)

@@ -211,6 +211,14 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         Why the search ended early: "max_time", "interrupted" (Ctrl-C during
         ``fit``, which then returns the best network so far) or "collapsed at
         start"; None if it ran all its steps.
+    skipped_ : list of dict
+        With ``max_time``: the operations the search left out because their
+        estimated training time (from the search's own seconds per epoch)
+        would not have ended in the search's share of ``max_time``, each
+        ``{"operation": "insert" or "morph", "step", "estimated_seconds",
+        "seconds_left"}``. A skipped insertion moves on to its cycle's
+        MorphNet step; a skipped MorphNet step ends the search, and the refit
+        gets the time. Empty without ``max_time``.
 
     Examples
     --------
@@ -386,6 +394,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = result.history
         self.search_time_ = result.search_time
         self.stopped_ = result.stopped
+        self.skipped_ = result.skipped
 
     def _refit(self, module, data, train_config, result, deadline, seed):
         """Refit the chosen network on train + validation (see ``refit``)."""

@@ -32,7 +32,8 @@ from .architecture import Architecture
 from .flops import largest_omega
 from .network import ResBuilderNet, insert_block, remove_blocks, resize
 from .regularizers import alive_widths, block_scores
-from .training import TrainConfig, TrainingData, flip_invariant, train_variants, valid_logits
+from .training import (TrainConfig, TrainingData, flip_invariant, step_seconds, train_variants,
+                       valid_logits)
 
 NO_REG = ("no_reg_wi", "no_reg_ri")
 
@@ -64,6 +65,10 @@ class SearchResult:
     history: list
     search_time: float
     stopped: str | None = None
+    #: The operations the deadline left out (their estimated seconds of
+    #: training exceeded what ``max_time`` had left): ``{"operation", "step",
+    #: "estimated_seconds", "seconds_left"}`` each.
+    skipped: list = field(default_factory=list)
 
 
 class SearchCallback:
@@ -78,6 +83,9 @@ class SearchCallback:
 
     def on_record(self, record: dict) -> None:
         """Called after each architecture is recorded in the history."""
+
+    def on_skip(self, skipped: dict) -> None:
+        """Called when ``max_time`` leaves an operation out (see ``SearchResult.skipped``)."""
 
     def on_search_end(self, result: SearchResult) -> None:
         """Called once with the result."""
@@ -104,6 +112,10 @@ class TqdmProgress(SearchCallback):
             self.bar.total += 1  # greedy out trains only when a block dies: unplanned
         self.bar.write(format_record(record), file=self.file)
         self.bar.update(1)
+
+    def on_skip(self, skipped):
+        self.bar.write(f"skipped {skipped['operation']}: ~{skipped['estimated_seconds']:.0f} s "
+                       f"of training, {skipped['seconds_left']:.0f} s left", file=self.file)
 
     def on_search_end(self, result):
         self.bar.close()
@@ -151,6 +163,8 @@ class _Search:
         self.complete = False
         self.elapsed_before = 0.0  # search seconds of earlier, resumed fits
         self.stopped = None
+        self.skipped: list[dict] = []  # operations the deadline left out (see _skip)
+        self.step_times: dict = {}  # Architecture -> seconds of one plain step (max_time)
         if state is not None:
             self._restore(state)
         else:
@@ -163,6 +177,67 @@ class _Search:
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def can_finish(self, seconds) -> bool:
+        """Would ``seconds`` of training (an estimate, or None) end before the deadline?"""
+        if self.deadline is None or seconds is None:
+            return True
+        return time.monotonic() + seconds <= self.deadline
+
+    def step_seconds(self, arch: Architecture) -> float:
+        """One plain training step of ``arch``, timed once per architecture."""
+        if arch not in self.step_times:
+            self.step_times[arch] = step_seconds(arch, self.data, self.train_config)
+        return self.step_times[arch]
+
+    def training_seconds(self, arch: Architecture, n_trainings: int) -> float | None:
+        """Estimated seconds of ``n_trainings`` trainings of ``arch`` (with ``max_time``).
+
+        Each architecture's plain training step is timed (:func:`step_seconds`);
+        seconds per epoch are that step time times the median ratio of
+        seconds per epoch to step time over this search's finished
+        trainings (batches per epoch, penalties, validation and skorch's
+        bookkeeping: 75-85 for every shape of a measured MNIST search, where
+        seconds per FLOP differed 2x), times the median epochs a training
+        ran. None until two architectures have finished a training.
+        """
+        ratios, epochs, shapes = [], [], set()
+        for r in self.history:
+            timed = Architecture.from_dict(r["architecture"])
+            if r.get("reused_from") is not None or timed not in self.step_times:
+                continue
+            for v in r["scores"].values():
+                if v.get("epochs") and v.get("stopped") != "max_time":
+                    ratios.append(v["seconds"] / v["epochs"] / self.step_times[timed])
+                    epochs.append(v["epochs"])
+                    shapes.add(timed)
+        if len(shapes) < 2:
+            # One shape, and the start net at that (per-batch overhead weighs
+            # most there): too little to stop a search on.
+            return None
+        per_epoch = float(np.median(ratios)) * self.step_seconds(arch)
+        return n_trainings * float(np.median(epochs)) * per_epoch
+
+    def _morph_ahead(self) -> bool:
+        """Is there a MorphNet step later in the plan than the current operation?"""
+        return "morph" in self.plan[self.pos + 1:]
+
+    def _skip(self, operation: str, estimate: float, *, stop: bool) -> None:
+        """Leave out ``operation``: its training (estimated at ``estimate``
+        seconds) would not end before the deadline. ``stop``: end the search
+        (what is left of ``max_time`` goes to the refit); else skip the rest
+        of this MorphNet cycle and go on with its MorphNet step."""
+        skipped = {"operation": operation, "step": len(self.history),
+                   "estimated_seconds": round(estimate, 1),
+                   "seconds_left": round(self.deadline - time.monotonic(), 1)}
+        self.skipped.append(skipped)
+        for cb in self.callbacks:
+            if hasattr(cb, "on_skip"):
+                cb.on_skip(skipped)
+        if stop:
+            self.stopped = "max_time"
+        else:  # _loop moves on by one: land on the next "morph"
+            self.pos = self.plan.index("morph", self.pos + 1) - 1
 
     def _collapse_reason(self, results) -> str | None:
         wr = results.get("with_reg")
@@ -218,6 +293,8 @@ class _Search:
             self._append(record)
             return True
         self.visited.add(arch)
+        if self.deadline is not None:
+            self.step_seconds(arch)  # what later estimates scale from
         seed = int(self.rng.integers(2**31 - 1))
         results = train_variants(net, self.data, self.train_config, seed=seed,
                                  variants=self._variants(arch))
@@ -274,6 +351,19 @@ class _Search:
                 break
         else:
             return False
+        # With max_time: no training whose result could not be used before
+        # the deadline (deviation 17); the refit gets the time instead.
+        new = arch.insert_block(stage, position)
+        if self.pool and new not in self.visited and self.deadline is not None:
+            # The insertion, and then this cycle's MorphNet step at the budget
+            # (two trainings), must both end before the deadline: a network
+            # over the budget can only be chosen after that step.
+            ins = self.training_seconds(new, len(self._variants(new)))
+            morph = self.training_seconds(_at_budget(new, self.config.flop_budget), 2) \
+                if self._morph_ahead() else 0.0
+            if ins is not None and morph is not None and not self.can_finish(ins + morph):
+                self._skip("insert", ins + morph, stop=not self._morph_ahead())
+                return False
         net = insert_block(self.current, stage, position, generator=self._torch_gen())
         return self.visit(net, "insert", inserted=(stage, position))
 
@@ -314,6 +404,11 @@ class _Search:
             net, alive_arch, extra = _shallower_for_budget(net, alive_arch, self.config.flop_budget)
             dead = sorted(dead + [back[sb] for sb in extra])
             omega, target = largest_omega(alive_arch, self.config.flop_budget)
+        if self.pool and target not in self.visited and self.stopped is None:
+            estimate = self.training_seconds(target, len(self._variants(target)))
+            if not self.can_finish(estimate):
+                self._skip("morph", estimate, stop=True)
+                return
         net = resize(net, target, generator=self._torch_gen())
         self.visit(net, "morph", omega=float(omega), removed=dead)
 
@@ -322,10 +417,10 @@ class _Search:
         best = self.best
         if best is None:
             return SearchResult(None, None, None, None, None, self.history, seconds,
-                                self.stopped)
+                                self.stopped, self.skipped)
         acc, step, variant, module = best.accuracy, best.step, best.variant, best.module
         return SearchResult(module.architecture, module, step, variant, acc, self.history,
-                            seconds, self.stopped)
+                            seconds, self.stopped, self.skipped)
 
     # ------------------------------------------------------------ checkpoints
     def save(self) -> None:
@@ -340,6 +435,7 @@ class _Search:
             "current": self.current.architecture.to_dict(),
             "batch_size": self.train_config.batch_size,
             "augment": self.train_config.augment,
+            "skipped": self.skipped,
         }
         tensors = {"current": _cpu_state(self.current)}
         meta["pool"] = [{"accuracy": c.accuracy, "flops": c.flops, "step": c.step,
@@ -357,6 +453,7 @@ class _Search:
         self.pos, self.inserted = int(state["pos"]), bool(state["inserted"])
         self.complete, self.stopped = bool(state["complete"]), state["stopped"]
         self.elapsed_before = float(state["elapsed"])
+        self.skipped = list(state.get("skipped", []))
         # An OOM-halved batch size stays halved.
         self.train_config = replace(self.train_config, batch_size=int(state["batch_size"]),
                                     augment=state.get("augment", self.train_config.augment))
@@ -470,6 +567,15 @@ def _confirmed_removals(net: ResBuilderNet, data: TrainingData, threshold: float
     return current, sorted(removed)
 
 
+def _at_budget(arch: Architecture, budget: float) -> Architecture:
+    """``arch`` scaled to ``budget``: a stand-in for a MorphNet step's network
+    before it is known (``arch`` itself if no width fits)."""
+    try:
+        return largest_omega(arch, budget)[1]
+    except ValueError:
+        return arch
+
+
 def _cpu_state(module) -> dict:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
@@ -547,8 +653,8 @@ def _loop(s: _Search) -> None:
                 s.stopped = "max_time"
                 break
             s.save()
-    if s.stopped is None and s.out_of_time():
-        s.stopped = "max_time"
+    if s.stopped is None and (s.out_of_time() or s.skipped):
+        s.stopped = "max_time"  # the plan was cut to fit the time
 
 
 def run_search(start: Architecture, data: TrainingData, config: SearchConfig | None = None, *,
@@ -578,12 +684,15 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
     Returns
     -------
     SearchResult
-        The best No Reg network with ``FLOPs <= flop_budget`` (ties: fewer
-        FLOPs), its step/variant/validation accuracy, and the history. The search
-        ends with an extra MorphNet step when nothing visited fits the budget,
-        so the result never exceeds it. ``max_time`` stops the search between
-        epochs, Ctrl-C (``KeyboardInterrupt``) at once; either way every
-        finished record is kept and ``stopped`` says why.
+        The No Reg network with ``FLOPs <= flop_budget`` that :func:`select`
+        chooses (the most FLOPs within one standard error of the best
+        validation accuracy), its step/variant/validation accuracy, and the
+        history. The search ends with an extra MorphNet step when nothing
+        visited fits the budget, so the result never exceeds it.
+        ``max_time`` stops the search between epochs, and no insertion or
+        MorphNet step is started whose estimated training would not end in
+        time (``skipped``); Ctrl-C (``KeyboardInterrupt``) stops it at once;
+        either way every finished record is kept and ``stopped`` says why.
     """
     config = config or SearchConfig()
     s = _Search(start, data, config, seed, callbacks, checkpoint, resume)

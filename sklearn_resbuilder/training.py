@@ -573,6 +573,38 @@ def refit_epochs(config: TrainConfig, n_images: int, epochs: int) -> int:
     return max(int(epochs), math.ceil(config.min_steps / max(per_epoch, 1)))
 
 
+def step_seconds(arch, data: TrainingData, config: TrainConfig, *, steps: int = 3,
+                 warmup: int = 2) -> float:
+    """Wall seconds of one plain training step of a fresh ``arch`` network.
+
+    Forward, backward and Adam on the first ``config.batch_size`` training
+    images, in the layout the trainer uses; the median of ``steps`` timed
+    steps after ``warmup`` untimed ones (kernel set-up, first allocations). What the search's time estimates
+    start from (with ``max_time``): seconds per FLOP differ several-fold
+    between shapes of equal FLOPs (a wide stem at full resolution against
+    narrow blocks), so each shape is timed rather than predicted. Touches
+    no global random state and no network of the search.
+    """
+    device = config.device
+    net = ResBuilderNet(arch, generator=torch.Generator().manual_seed(0)).to(device)
+    x = prepare_batch(data.X_train[:config.batch_size], data.mean, data.std, device)
+    if config.channels_last is not False:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = data.y_train[:config.batch_size].to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    times = []
+    for _ in range(steps + warmup):
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times[warmup:]))
+
+
 def _patience(config: TrainConfig, epochs: int) -> int:
     """Early stopping's patience: ``config.patience``, but at most a third of
     the epochs (at least 2), so it can act in short trainings too."""

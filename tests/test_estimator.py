@@ -81,6 +81,7 @@ def test_fitted_attributes(fitted, digits):
     assert all(p.device.type == "cpu" for p in clf.module_.parameters())
     assert isinstance(clf.search_time_, float) and clf.search_time_ > 0
     assert clf.stopped_ is None
+    assert clf.skipped_ == []  # no max_time: nothing is ever left out
 
 
 def test_history_records(fitted):
@@ -413,6 +414,10 @@ def test_max_time_stops_the_search_with_a_usable_model(digits):
     assert clf.stopped_ == "max_time"
     assert clf.best_architecture_.flops() <= BUDGET
     assert len(clf.history_) < 1 + 7 * 5
+    # What the deadline left out is said, with the estimate that decided it.
+    for k in clf.skipped_:
+        assert k["operation"] in ("insert", "morph")
+        assert k["estimated_seconds"] > k["seconds_left"]
     # The deadline is checked between epochs, so a fit may overrun max_time by
     # about one epoch per variant in flight; the bound only says "stopped early"
     # (no tight timings: this machine is shared, DESIGN.md §7).

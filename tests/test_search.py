@@ -61,8 +61,9 @@ class FakeTrainer:
     validation accuracy; ``stopped(i)`` the With Reg ``stopped`` field.
     """
 
-    def __init__(self, scores=None, mutate=None, stopped=None):
+    def __init__(self, scores=None, mutate=None, stopped=None, seconds=None):
         self.scores, self.mutate, self.stopped = scores, mutate, stopped
+        self.seconds = seconds  # seconds(arch): the reported seconds of each training
         self.calls = []  # architecture trained at each call
         self.variants = []  # variants asked for at each call
 
@@ -79,7 +80,8 @@ class FakeTrainer:
         self.variants.append(tuple(variants))
         for v in variants:
             record = {"valid_accuracy": float(accs[v]), "valid_loss": 1.0 - accs[v],
-                      "train_loss": 1.0, "epochs": 1, "seconds": 0.0, "stopped": None}
+                      "train_loss": 1.0, "epochs": 1, "stopped": None,
+                      "seconds": self.seconds(arch) if self.seconds else 0.0}
             mod = wr if v != "no_reg_ri" else copy.deepcopy(module)
             out[v] = TrainResult(mod, record)
         if self.stopped is not None:
@@ -561,6 +563,141 @@ def test_max_time_stops_early_and_keeps_records(digits):
         assert r["scores"]["with_reg"]["epochs"] >= 1
     assert res.best_step is not None and res.best_variant in NO_REG
     assert wall < 30 and res.search_time < 30
+
+
+# ------------------------------------------- no training that cannot finish
+class FakeClock:
+    """``time`` for search.py: a clock that only the fake trainings move."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+    perf_counter = monotonic
+
+
+@pytest.fixture
+def clock(monkeypatch, fake):
+    """Search time = the fake trainings' reported seconds; each architecture's
+    step time is its FLOPs x 1e-6 (so seconds per epoch, fitted on the step
+    times, are in proportion to FLOPs here)."""
+    c = FakeClock()
+    monkeypatch.setattr(search_mod, "time", c)
+    monkeypatch.setattr(search_mod, "step_seconds", lambda arch, data, cfg: arch.flops() * 1e-6)
+    real = fake.__call__
+
+    def timed(module, data, config, **kw):
+        out = real(module, data, config, **kw)
+        c.now += sum(r.record["seconds"] for r in out.values())
+        return out
+
+    fake.timed = timed
+    monkeypatch.setattr(search_mod, "train_variants", timed)
+    return c
+
+
+def _trained(s, arch, step, per_epoch, epochs, **extra):
+    s.step_times[arch] = step
+    s.history.append(dict({"architecture": arch.to_dict(), "reused_from": None, "scores": {
+        "with_reg": {"epochs": epochs, "seconds": per_epoch * epochs, "stopped": None}}}, **extra))
+
+
+def test_training_seconds_scale_each_shapes_timed_step(digits, monkeypatch):
+    probed = []
+    monkeypatch.setattr(search_mod, "step_seconds",
+                        lambda arch, data, cfg: probed.append(arch) or 0.05)
+    A, B, C, D = (MINIMAL, MINIMAL.insert_block(2, 0), MINIMAL.insert_block(1, 0),
+                  MINIMAL.insert_block(0, 0))
+    s = _Search(MINIMAL, digits, config(), 0, [])
+    assert s.training_seconds(D, 2) is None  # nothing finished yet
+    _trained(s, A, 0.01, 2.0, 4)
+    assert s.training_seconds(D, 2) is None  # one shape: too little to go by
+    assert probed == []
+    # Seconds per epoch per second of step: 200 and 100, median 150; D's
+    # 0.05 s step -> 7.5 s an epoch, 4 epochs, 2 trainings.
+    _trained(s, B, 0.04, 4.0, 4)
+    assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * 150 * 0.05)
+    assert probed == [D]
+    # Ratios 200, 100, 150: still 150; median of (4, 4, 3) epochs: 4.
+    _trained(s, C, 0.02, 3.0, 3)
+    assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * 150 * 0.05)
+    assert probed == [D]  # timed once per architecture
+    # Revisits and trainings cut by the deadline say nothing about speed.
+    _trained(s, D, 0.05, 100.0, 1, reused_from=0)
+    _trained(s, MINIMAL.insert_block(0, 0).insert_block(0, 0), 0.04, 100.0, 1)
+    s.history[-1]["scores"]["with_reg"]["stopped"] = "max_time"
+    assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * 150 * 0.05)
+
+
+def test_step_seconds_times_a_training_step_without_touching_global_state(digits):
+    from sklearn_resbuilder.training import step_seconds
+
+    state = torch.random.get_rng_state()
+    small = step_seconds(MINIMAL, digits, TrainConfig())
+    large = step_seconds(MINIMAL.insert_block(0, 0).scaled(4), digits, TrainConfig())
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert 0 < small < 1.0 and 0 < large < 5.0
+    assert large > small  # 64-wide block at 8x8 vs no block at all (~480x the FLOPs)
+
+
+def _costs(history):
+    """Seconds each record's trainings reported."""
+    return [sum(v["seconds"] for v in r["scores"].values()) if r["reused_from"] is None else 0.0
+            for r in history]
+
+
+def test_what_cannot_finish_before_the_deadline_is_not_started(fake, clock, digits):
+    # 1 ms per FLOP and epoch. With time for the start net and the first
+    # insertion (trained: one timed shape gives no estimate) and one second
+    # more, the next insertion and the MorphNet step are both left out.
+    fake.seconds = lambda arch: arch.flops() * 1e-3
+    full = run_search(MINIMAL, digits, config(), seed=0)  # no max_time: the whole plan
+    assert full.skipped == [] and full.stopped is None
+    assert [r["operation"] for r in full.history].count("morph") == 1
+    first = next(i for i, r in enumerate(full.history) if r["operation"] == "insert")
+    T = sum(_costs(full.history)[:first + 1]) + 1.0
+
+    class Seen(SearchCallback):
+        skips = []
+
+        def on_skip(self, skipped):
+            self.skips.append(skipped)
+
+    buf = io.StringIO()
+    clock.now = 0.0
+    res = run_search(MINIMAL, digits, config(max_time=T), seed=0,
+                     callbacks=[Seen(), TqdmProgress(file=buf)])
+    trained = [r["operation"] for r in res.history if r["reused_from"] is None]
+    assert trained == ["start", "insert"]
+    assert [k["operation"] for k in res.skipped] == ["insert", "morph"]
+    assert all(k["estimated_seconds"] > k["seconds_left"] for k in res.skipped)
+    assert Seen.skips == res.skipped
+    assert re.findall(r"skipped (\w+): ~\d+ s of training", buf.getvalue()) == ["insert", "morph"]
+    assert clock.now <= T  # every training ended before the deadline
+    assert res.stopped == "max_time"
+    assert res.best_step is not None  # what the refit gets the time for
+
+
+def test_insertions_leave_time_for_their_morph_step(fake, clock, digits):
+    # Budget 2e6, 50 us per FLOP and epoch: a MorphNet step costs about
+    # 2 x 100 s, an insertion 2 x 3-30 s. Time for the start, the first
+    # insertion and 201 s: the second insertion would leave too little for
+    # the step, so the rest of the cycle is skipped and the step is trained.
+    fake.seconds = lambda arch: arch.flops() * 5e-5
+    full = run_search(MINIMAL, digits, config(flop_budget=2e6), seed=0)
+    first = next(i for i, r in enumerate(full.history) if r["operation"] == "insert")
+    T = sum(_costs(full.history)[:first + 1]) + 201.0
+    clock.now = 0.0
+    res = run_search(MINIMAL, digits, config(flop_budget=2e6, max_time=T), seed=0)
+    trained = [r["operation"] for r in res.history if r["reused_from"] is None]
+    assert trained[:2] == ["start", "insert"] and trained[-1] == "morph"
+    assert trained.count("insert") == 1
+    assert [k["operation"] for k in res.skipped] == ["insert"]
+    assert clock.now <= T
+    assert res.history[-1]["within_budget"]
+    assert res.stopped == "max_time"  # the plan was cut to fit
 
 
 # ------------------------------------------------------------------ Ctrl-C
