@@ -218,6 +218,31 @@ class _Search:
         per_epoch = float(np.median(ratios)) * self.step_seconds(arch)
         return n_trainings * float(np.median(epochs)) * per_epoch
 
+    def _insertion_skip(self, new: Architecture):
+        """None to train the insertion ``new``; else ``(estimate, stop)``.
+
+        Trained if it and then this cycle's MorphNet step (two trainings of
+        ``new`` scaled to the budget) both end before the deadline: a network
+        over the budget can only be chosen after that step. Else, if the
+        MorphNet step of the current network can still end in time, the rest
+        of the cycle is skipped for it (``stop`` False); else an insertion
+        within the budget (a candidate by itself) that fits is trained
+        anyway, and anything else ends the search (``stop`` True).
+        """
+        budget = self.config.flop_budget
+        ins = self.training_seconds(new, len(self._variants(new)))
+        ahead = self._morph_ahead()
+        then = self.training_seconds(_at_budget(new, budget), 2) if ahead else 0.0
+        if ins is None or then is None or self.can_finish(ins + then):
+            return None
+        if ahead:
+            now = self.training_seconds(_at_budget(self.current.architecture, budget), 2)
+            if self.can_finish(now):
+                return ins + then, False
+        if new.flops() <= budget and self.can_finish(ins):
+            return None
+        return ins + then, True
+
     def _morph_ahead(self) -> bool:
         """Is there a MorphNet step later in the plan than the current operation?"""
         return "morph" in self.plan[self.pos + 1:]
@@ -355,14 +380,9 @@ class _Search:
         # the deadline (deviation 17); the refit gets the time instead.
         new = arch.insert_block(stage, position)
         if self.pool and new not in self.visited and self.deadline is not None:
-            # The insertion, and then this cycle's MorphNet step at the budget
-            # (two trainings), must both end before the deadline: a network
-            # over the budget can only be chosen after that step.
-            ins = self.training_seconds(new, len(self._variants(new)))
-            morph = self.training_seconds(_at_budget(new, self.config.flop_budget), 2) \
-                if self._morph_ahead() else 0.0
-            if ins is not None and morph is not None and not self.can_finish(ins + morph):
-                self._skip("insert", ins + morph, stop=not self._morph_ahead())
+            skip = self._insertion_skip(new)
+            if skip is not None:
+                self._skip("insert", skip[0], stop=skip[1])
                 return False
         net = insert_block(self.current, stage, position, generator=self._torch_gen())
         return self.visit(net, "insert", inserted=(stage, position))

@@ -578,8 +578,10 @@ def step_seconds(arch, data: TrainingData, config: TrainConfig, *, steps: int = 
     """Wall seconds of one plain training step of a fresh ``arch`` network.
 
     Forward, backward and Adam on the first ``config.batch_size`` training
-    images, in the layout the trainer uses; the median of ``steps`` timed
-    steps after ``warmup`` untimed ones (kernel set-up, first allocations). What the search's time estimates
+    images, in the layout the trainer uses; the fastest of ``steps`` timed
+    steps after ``warmup`` untimed ones (kernel set-up, first allocations):
+    on a shared machine load only ever adds time, and the fastest step
+    varies least between calls. What the search's time estimates
     start from (with ``max_time``): seconds per FLOP differ several-fold
     between shapes of equal FLOPs (a wide stem at full resolution against
     narrow blocks), so each shape is timed rather than predicted. Touches
@@ -602,7 +604,7 @@ def step_seconds(arch, data: TrainingData, config: TrainConfig, *, steps: int = 
         if str(device).startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    return float(np.median(times[warmup:]))
+    return float(min(times[warmup:]))
 
 
 def _patience(config: TrainConfig, epochs: int) -> int:

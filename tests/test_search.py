@@ -648,16 +648,26 @@ def _costs(history):
             for r in history]
 
 
-def test_what_cannot_finish_before_the_deadline_is_not_started(fake, clock, digits):
-    # 1 ms per FLOP and epoch. With time for the start net and the first
-    # insertion (trained: one timed shape gives no estimate) and one second
-    # more, the next insertion and the MorphNet step are both left out.
+def _deadline_run(digits, T=None, **kw):
+    """The fake search with ``max_time=T`` (blocks never deleted), and its
+    trained operations."""
+    res = run_search(MINIMAL, digits, config(max_time=T, lasso_threshold=0.0, **kw), seed=0)
+    return res, [r["operation"] for r in res.history if r["reused_from"] is None]
+
+
+def _until(full, n_trained):
+    """Seconds the first ``n_trained`` trained records of ``full`` took."""
+    return sum(_costs([r for r in full.history if r["reused_from"] is None][:n_trained]))
+
+
+def test_an_insertion_that_cannot_finish_ends_the_search(fake, clock, digits):
+    # 1 ms per FLOP and epoch. Time for the start net, the first insertion
+    # (trained: one timed shape gives no estimate) and one second more: the
+    # next insertion cannot finish, nor can a MorphNet step instead.
     fake.seconds = lambda arch: arch.flops() * 1e-3
-    full = run_search(MINIMAL, digits, config(), seed=0)  # no max_time: the whole plan
+    full, _ = _deadline_run(digits)  # no max_time: the whole plan
     assert full.skipped == [] and full.stopped is None
-    assert [r["operation"] for r in full.history].count("morph") == 1
-    first = next(i for i, r in enumerate(full.history) if r["operation"] == "insert")
-    T = sum(_costs(full.history)[:first + 1]) + 1.0
+    T = _until(full, 2) + 1.0
 
     class Seen(SearchCallback):
         skips = []
@@ -667,14 +677,14 @@ def test_what_cannot_finish_before_the_deadline_is_not_started(fake, clock, digi
 
     buf = io.StringIO()
     clock.now = 0.0
-    res = run_search(MINIMAL, digits, config(max_time=T), seed=0,
+    res = run_search(MINIMAL, digits, config(max_time=T, lasso_threshold=0.0), seed=0,
                      callbacks=[Seen(), TqdmProgress(file=buf)])
     trained = [r["operation"] for r in res.history if r["reused_from"] is None]
     assert trained == ["start", "insert"]
-    assert [k["operation"] for k in res.skipped] == ["insert", "morph"]
+    assert [k["operation"] for k in res.skipped] == ["insert"]
     assert all(k["estimated_seconds"] > k["seconds_left"] for k in res.skipped)
     assert Seen.skips == res.skipped
-    assert re.findall(r"skipped (\w+): ~\d+ s of training", buf.getvalue()) == ["insert", "morph"]
+    assert re.findall(r"skipped (\w+): ~\d+ s of training", buf.getvalue()) == ["insert"]
     assert clock.now <= T  # every training ended before the deadline
     assert res.stopped == "max_time"
     assert res.best_step is not None  # what the refit gets the time for
@@ -686,18 +696,32 @@ def test_insertions_leave_time_for_their_morph_step(fake, clock, digits):
     # insertion and 201 s: the second insertion would leave too little for
     # the step, so the rest of the cycle is skipped and the step is trained.
     fake.seconds = lambda arch: arch.flops() * 5e-5
-    full = run_search(MINIMAL, digits, config(flop_budget=2e6), seed=0)
-    first = next(i for i, r in enumerate(full.history) if r["operation"] == "insert")
-    T = sum(_costs(full.history)[:first + 1]) + 201.0
+    full, _ = _deadline_run(digits, flop_budget=2e6)
+    T = _until(full, 2) + 201.0
     clock.now = 0.0
-    res = run_search(MINIMAL, digits, config(flop_budget=2e6, max_time=T), seed=0)
-    trained = [r["operation"] for r in res.history if r["reused_from"] is None]
-    assert trained[:2] == ["start", "insert"] and trained[-1] == "morph"
-    assert trained.count("insert") == 1
+    res, trained = _deadline_run(digits, T, flop_budget=2e6)
+    assert trained == ["start", "insert", "morph"]
     assert [k["operation"] for k in res.skipped] == ["insert"]
     assert clock.now <= T
     assert res.history[-1]["within_budget"]
     assert res.stopped == "max_time"  # the plan was cut to fit
+
+
+def test_a_morph_step_that_cannot_finish_is_not_started(fake, clock, digits):
+    # As above, but time for the start and both insertions and 1 s: neither
+    # the second insertion's MorphNet step nor one without it fits, so the
+    # insertion (within the budget, a candidate by itself) is trained, and
+    # the MorphNet step after it is left out.
+    fake.seconds = lambda arch: arch.flops() * 5e-5
+    full, _ = _deadline_run(digits, flop_budget=2e6)
+    T = _until(full, 3) + 1.0
+    clock.now = 0.0
+    res, trained = _deadline_run(digits, T, flop_budget=2e6)
+    assert trained == ["start", "insert", "insert"]
+    assert [k["operation"] for k in res.skipped] == ["morph"]
+    assert 1.0 < res.skipped[0]["estimated_seconds"]
+    assert clock.now <= T
+    assert res.stopped == "max_time"
 
 
 # ------------------------------------------------------------------ Ctrl-C
