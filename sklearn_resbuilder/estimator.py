@@ -31,7 +31,7 @@ from .training import (TrainConfig, TrainingData, predict_logits, prepare_batch,
 REFIT_TIME_SHARE = 0.5
 #: With ``max_time``, the refit may stretch to this many times its planned
 #: epochs when the search left the time.
-REFIT_MAX_STRETCH = 4
+REFIT_MAX_STRETCH = 8
 
 
 def resolve_device(device) -> str:
