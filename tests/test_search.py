@@ -690,38 +690,31 @@ def test_an_insertion_that_cannot_finish_ends_the_search(fake, clock, digits):
     assert res.best_step is not None  # what the refit gets the time for
 
 
-def test_insertions_leave_time_for_their_morph_step(fake, clock, digits):
+@pytest.mark.parametrize("n_timed, spare, trained, skipped", [
+    # Time for the start, the first insertion and 201 s: the second insertion
+    # would leave too little for its MorphNet step, so the rest of the cycle
+    # is skipped and the step (of the network as it is) is trained.
+    (2, 201.0, ["start", "insert", "morph"], ["insert"]),
+    # Time for the start, both insertions and 1 s: no MorphNet step fits, so
+    # the second insertion (within the budget, a candidate by itself) is
+    # trained, and the MorphNet step after it is left out.
+    (3, 1.0, ["start", "insert", "insert"], ["morph"]),
+], ids=["insertion-skipped-for-the-morph-step", "morph-step-left-out"])
+def test_insertions_leave_time_for_their_morph_step(fake, clock, digits, n_timed, spare,
+                                                    trained, skipped):
     # Budget 2e6, 50 us per FLOP and epoch: a MorphNet step costs about
-    # 2 x 100 s, an insertion 2 x 3-30 s. Time for the start, the first
-    # insertion and 201 s: the second insertion would leave too little for
-    # the step, so the rest of the cycle is skipped and the step is trained.
+    # 2 x 100 s, an insertion 2 x 3-30 s.
     fake.seconds = lambda arch: arch.flops() * 5e-5
     full, _ = _deadline_run(digits, flop_budget=2e6)
-    T = _until(full, 2) + 201.0
+    T = _until(full, n_timed) + spare
     clock.now = 0.0
-    res, trained = _deadline_run(digits, T, flop_budget=2e6)
-    assert trained == ["start", "insert", "morph"]
-    assert [k["operation"] for k in res.skipped] == ["insert"]
-    assert clock.now <= T
+    res, ops = _deadline_run(digits, T, flop_budget=2e6)
+    assert ops == trained
+    assert [k["operation"] for k in res.skipped] == skipped
+    assert all(k["estimated_seconds"] > k["seconds_left"] for k in res.skipped)
+    assert clock.now <= T  # every training ended before the deadline
     assert res.history[-1]["within_budget"]
     assert res.stopped == "max_time"  # the plan was cut to fit
-
-
-def test_a_morph_step_that_cannot_finish_is_not_started(fake, clock, digits):
-    # As above, but time for the start and both insertions and 1 s: neither
-    # the second insertion's MorphNet step nor one without it fits, so the
-    # insertion (within the budget, a candidate by itself) is trained, and
-    # the MorphNet step after it is left out.
-    fake.seconds = lambda arch: arch.flops() * 5e-5
-    full, _ = _deadline_run(digits, flop_budget=2e6)
-    T = _until(full, 3) + 1.0
-    clock.now = 0.0
-    res, trained = _deadline_run(digits, T, flop_budget=2e6)
-    assert trained == ["start", "insert", "insert"]
-    assert [k["operation"] for k in res.skipped] == ["morph"]
-    assert 1.0 < res.skipped[0]["estimated_seconds"]
-    assert clock.now <= T
-    assert res.stopped == "max_time"
 
 
 # ------------------------------------------------------------------ Ctrl-C
