@@ -222,8 +222,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         would not have ended in the search's share of ``max_time``, each
         ``{"operation": "insert" or "morph", "step", "estimated_seconds",
         "seconds_left"}``. A skipped insertion moves on to its cycle's
-        MorphNet step; a skipped MorphNet step ends the search, and the refit
-        gets the time. Empty without ``max_time``.
+        MorphNet step if that one still fits, else it ends the search; a
+        skipped MorphNet step ends the search. The refit gets the time.
+        Empty without ``max_time``.
 
     Examples
     --------

@@ -197,7 +197,7 @@ class _Search:
         seconds per epoch are that step time times the median ratio of
         seconds per epoch to step time over this search's finished
         trainings (batches per epoch, penalties, validation and skorch's
-        bookkeeping: 75-85 for every shape of a measured MNIST search, where
+        bookkeeping: 75-100 for every shape of a measured MNIST search, where
         seconds per FLOP differed 2x), times the median epochs a training
         ran. None until two architectures have finished a training.
         """
@@ -372,14 +372,14 @@ class _Search:
         for _ in range(self.config.max_redraws):
             stage = int(self.rng.integers(arch.n_stages))
             position = int(self.rng.integers(len(arch.stages[stage].blocks) + 1))
-            if arch.insert_block(stage, position) not in self.visited:
+            new = arch.insert_block(stage, position)
+            if new not in self.visited:
                 break
         else:
             return False
         # With max_time: no training whose result could not be used before
         # the deadline (deviation 17); the refit gets the time instead.
-        new = arch.insert_block(stage, position)
-        if self.pool and new not in self.visited and self.deadline is not None:
+        if self.pool and self.deadline is not None:
             skip = self._insertion_skip(new)
             if skip is not None:
                 self._skip("insert", skip[0], stop=skip[1])
