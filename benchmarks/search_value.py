@@ -214,11 +214,16 @@ def row_resbuilder(ctx):
                        f"{n_ins} ins / {n_morph} morph / {epochs} ep")]
 
 
+#: Scaled rows round widths as ResBuilder's MorphNet step does by default:
+#: odd widths would slow them (deviation 18), not what a user writes.
+MULTIPLE = ResBuilderClassifier().width_multiple
+
+
 def row_uniform(ctx):
     base = Architecture.minimal(ctx["data"].shape, ctx["data"].n_classes)
     layouts = []
     for name, layout in LAYOUTS.items():
-        _, arch = largest_omega(with_blocks(base, layout), ctx["budget"])
+        _, arch = largest_omega(with_blocks(base, layout), ctx["budget"], multiple=MULTIPLE)
         layouts.append(arch_row(f"uniform {name}", arch, ctx["data"], ctx["T"] / len(LAYOUTS),
                                 ctx["seed"]))
     best = max(layouts, key=lambda r: r["val_acc"])  # chosen without looking at the test set
@@ -247,7 +252,8 @@ def row_random(ctx):
             layout = [(int(rng.integers(base.n_stages)), 1) for _ in range(rng.integers(1, 5))]
             topology = tuple(sorted(layout))
             try:
-                _, arch = largest_omega(with_blocks(base, layout), ctx["budget"])
+                _, arch = largest_omega(with_blocks(base, layout), ctx["budget"],
+                                        multiple=MULTIPLE)
             except ValueError:
                 continue
             if topology not in seen:

@@ -482,13 +482,19 @@ class Architecture:
         stem = replace(self.stem, width=int(group_widths[0]))
         return replace(self, stem=stem, stages=tuple(stages))
 
-    def scaled(self, omega: float) -> Architecture:
+    def scaled(self, omega: float, multiple: int = 1) -> Architecture:
         """All widths multiplied by ``omega`` and rounded (minimum 1).
 
         Parameters
         ----------
         omega : float
             Positive width multiplier (MorphNet's omega).
+        multiple : int, default=1
+            Widths of at least ``multiple`` are rounded to the nearest multiple
+            of it (narrower ones to the nearest integer). CPU and GPU kernels
+            work on channel blocks of 8 or 16: a 71-wide net steps slower than
+            the same net 72 wide (docs/algorithm.md, deviation 18). Widths stay
+            a non-decreasing function of ``omega`` for any ``multiple``.
 
         Returns
         -------
@@ -496,9 +502,13 @@ class Architecture:
         """
         if not (omega > 0 and math.isfinite(omega)):
             raise ValueError(f"omega must be a positive finite number, got {omega!r}")
+        multiple = _check_int("multiple", multiple, 1)
 
         def sc(c):
-            return max(1, int(round(omega * c)))
+            w = max(1, int(round(omega * c)))
+            if w >= multiple > 1:
+                w = multiple * max(1, int(round(omega * c / multiple)))
+            return w
 
         return self.with_widths([sc(c) for c in self.group_widths()],
                                 [[sc(m) for m in mids] for mids in self.block_widths()])

@@ -63,19 +63,21 @@ def torch_flops(module, input_shape) -> int:
     return int(counter.get_total_flops())
 
 
-def largest_omega(arch: Architecture, budget: float, *, tol: float = 1e-4,
-                  max_width: int = 1 << 16) -> tuple[float, Architecture]:
-    """Largest ``omega`` with ``FLOPs(arch.scaled(omega)) <= budget`` (Alg. 1, step 3).
+def largest_omega(arch: Architecture, budget: float, *, multiple: int = 1,
+                  tol: float = 1e-4, max_width: int = 1 << 16) -> tuple[float, Architecture]:
+    """Largest ``omega`` with ``FLOPs(arch.scaled(omega, multiple)) <= budget``
+    (Alg. 1, step 3).
 
-    Widths are rounded and kept >= 1, so FLOPs are a non-decreasing step
-    function of ``omega`` and bisection finds the largest feasible value (to a
-    relative ``tol``).
+    Widths are rounded (to multiples of ``multiple`` from ``multiple`` up,
+    see :meth:`Architecture.scaled`) and kept >= 1, so FLOPs are a
+    non-decreasing step function of ``omega`` and bisection finds the largest
+    feasible value (to a relative ``tol``).
 
     Returns
     -------
     omega : float
     arch : Architecture
-        ``arch.scaled(omega)``, whose FLOPs are ``<= budget``.
+        ``arch.scaled(omega, multiple)``, whose FLOPs are ``<= budget``.
 
     Raises
     ------
@@ -94,13 +96,13 @@ def largest_omega(arch: Architecture, budget: float, *, tol: float = 1e-4,
         )
     # omega_max: every width reaches max_width; beyond that growth stops.
     lo, hi = 1e-9, max_width / min(widths)
-    if arch.scaled(hi).flops() <= budget:
-        return hi, arch.scaled(hi)
+    if arch.scaled(hi, multiple).flops() <= budget:
+        return hi, arch.scaled(hi, multiple)
     while (hi - lo) > tol * lo:
         mid = 0.5 * (lo + hi)
-        if arch.scaled(mid).flops() <= budget:
+        if arch.scaled(mid, multiple).flops() <= budget:
             lo = mid
         else:
             hi = mid
-    return lo, arch.scaled(lo)
+    return lo, arch.scaled(lo, multiple)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -312,6 +313,30 @@ def test_scaled():
     for bad in (0, -1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="omega must be a positive finite"):
             arch.scaled(bad)
+
+
+def test_scaled_rounds_to_a_multiple():
+    arch = Architecture.minimal((1, 28, 28), 10, width=10).insert_block(0, 0, width=3)
+    assert arch.scaled(7.1, 8).group_widths() == [72]        # 71 -> 72
+    assert arch.scaled(6.9, 8).group_widths() == [72]        # 69 -> 72
+    assert arch.scaled(6.7, 8).group_widths() == [64]        # 67 -> 64
+    assert arch.scaled(7.1, 1).group_widths() == [71]
+    # Widths below the multiple stay exact (the block: 3 * 2.1 = 6.3 -> 6).
+    assert arch.scaled(2.1, 8).block_widths()[0] == [6]
+    assert arch.scaled(2.1, 8).group_widths() == [24]        # 21 -> 24 (nearest)
+    assert arch.scaled(1.9, 8).group_widths() == [16]        # 19 -> 16
+    # Non-decreasing in omega, so bisection on omega stays valid.
+    prev = None
+    for omega in np.linspace(0.05, 12, 400):
+        widths = arch.scaled(float(omega), 8)
+        w = widths.group_widths() + widths.block_widths()[0]
+        assert all(x % 8 == 0 for x in w if x >= 8)
+        if prev is not None:
+            assert all(a >= b for a, b in zip(w, prev))
+        prev = w
+    for bad in (0, -8, 2.5, True):
+        with pytest.raises(ValueError, match="multiple"):
+            arch.scaled(1.0, bad)
 
 
 # ---------------------------------------------------------- invalid specs

@@ -198,6 +198,22 @@ def test_largest_omega_is_largest(arch, budget):
     assert omega < 1
 
 
+@pytest.mark.parametrize("multiple", [8, 16])
+def test_largest_omega_with_a_multiple(multiple):
+    arch = Architecture.minimal((1, 28, 28), 10).insert_block(2, 0).insert_block(0, 0, width=4)
+    omega, scaled = largest_omega(arch, 1e7, multiple=multiple)
+    assert scaled == arch.scaled(omega, multiple)
+    assert scaled.flops() <= 1e7
+    widths = scaled.group_widths() + [m for ms in scaled.block_widths() for m in ms]
+    assert all(w % multiple == 0 for w in widths if w >= multiple)
+    # Still the largest: the next width step exceeds the budget.
+    assert arch.scaled(omega * (1 + 3e-4), multiple).flops() > 1e7
+    # Rounding costs FLOPs but not the bulk of the budget.
+    exact = largest_omega(arch, 1e7)[1]
+    assert exact != scaled
+    assert scaled.flops() > 0.5 * exact.flops()
+
+
 def test_largest_omega_grows_narrow_nets():
     arch = Architecture.minimal((1, 28, 28), 10, width=4)
     omega, scaled = largest_omega(arch, 1e7)

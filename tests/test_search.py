@@ -220,10 +220,11 @@ def test_healthy_blocks_are_not_removed(fake, digits):
 
 
 # ------------------------------------------------------------ width step
+@pytest.mark.parametrize("multiple", [1, 8])
 @pytest.mark.parametrize("budget, grows", [(1.2e5, False), (3e6, True)])
-def test_morph_step_hits_the_budget(fake, digits, budget, grows):
+def test_morph_step_hits_the_budget(fake, digits, budget, grows, multiple):
     res = run_search(MINIMAL, digits, config(flop_budget=budget, n_insertions=1,
-                                             n_morph_steps=1), seed=0)
+                                             n_morph_steps=1, width_multiple=multiple), seed=0)
     ins, morph = res.history[-2], res.history[-1]
     assert ins["operation"] == "insert" and morph["operation"] == "morph"
     before, after = arch_of(ins), arch_of(morph)
@@ -231,9 +232,14 @@ def test_morph_step_hits_the_budget(fake, digits, budget, grows):
     assert isinstance(omega, float) and omega > 0
     assert morph["flops"] == after.flops() <= budget
     # Everything is alive under the fake, so the new widths are omega * old ...
-    assert after == before.scaled(omega)
+    assert after == before.scaled(omega, multiple)
     # ... with omega the largest feasible one (bisection tolerance 1e-4).
-    assert before.scaled(omega * (1 + 3e-4)).flops() > budget
+    assert before.scaled(omega * (1 + 3e-4), multiple).flops() > budget
+    widths = after.group_widths() + [m for ms in after.block_widths() for m in ms]
+    assert all(w % multiple == 0 for w in widths if w >= multiple)
+    if multiple == 1:
+        # The exact widths are not all multiples of 8: rounding is not a no-op here.
+        assert any(w % 8 for w in widths)
     if grows:
         assert omega > 1
         assert after.stem.width > before.stem.width
@@ -797,7 +803,10 @@ def test_revisited_architecture_is_reused_not_trained(fake, digits):
     before the insertion again, which is not trained a second time."""
     start = MINIMAL.insert_block(1, 0)
     fake.mutate = _kill_inserted_block
-    res = run_search(start, digits, config(n_insertions=1, n_morph_steps=1), seed=0)
+    # Exact widths: rounded to multiples of 8, the MorphNet step would land on
+    # the start net too (also reused, but then this test cannot tell which).
+    res = run_search(start, digits, config(n_insertions=1, n_morph_steps=1, width_multiple=1),
+                     seed=0)
     start_rec, ins, rem, morph = res.history
     assert rem["operation"] == "remove" and arch_of(rem) == arch_of(start_rec)
     assert rem["reused_from"] == 0 and rem["scores"] == start_rec["scores"]
