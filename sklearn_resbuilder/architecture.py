@@ -507,7 +507,8 @@ class Architecture:
         def sc(c):
             w = max(1, int(round(omega * c)))
             if w >= multiple > 1:
-                w = multiple * max(1, int(round(omega * c / multiple)))
+                # w >= multiple means omega * c / multiple >= 0.75: rounds to >= 1.
+                w = multiple * int(round(omega * c / multiple))
             return w
 
         return self.with_widths([sc(c) for c in self.group_widths()],
