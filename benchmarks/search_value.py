@@ -318,7 +318,7 @@ def report(name, meds, budget, T, n_seeds):
     others = [r["acc"] for r in meds if r["method"] != "ResBuilder" and r["within"]]
     margin = ours[0]["acc"] - max(others) if ours and others else None
     print("\nResBuilder margin over the best other row within budget: "
-          + (f"{margin:+.3f}" if margin is not None else "n/a (row missing)"))
+          + (f"{margin:+.4f}" if margin is not None else "n/a (row missing)"))
     return margin
 
 

@@ -25,6 +25,10 @@ from typing import Iterable, Iterator, Sequence
 
 HEADS = ("flatten", "avg")
 LAYOUTS = ("1d", "2d")
+#: ``scaled(omega, multiple)`` rounds widths of at least this many multiples
+#: (32 for 8): narrower nets are overhead-bound, and rounding them gave up
+#: FLOPs that cost accuracy on digits (docs/algorithm.md, deviation 19).
+ROUND_FROM = 4
 
 #: The minimal start net downsamples the input (``Stem.downsample``) by the
 #: largest power of two that keeps the shorter side at least this long, so
@@ -490,11 +494,14 @@ class Architecture:
         omega : float
             Positive width multiplier (MorphNet's omega).
         multiple : int, default=1
-            Widths of at least ``multiple`` are rounded to the nearest multiple
-            of it (narrower ones to the nearest integer). CPU and GPU kernels
-            work on channel blocks of 8 or 16: a 71-wide net steps slower than
-            the same net 72 wide (docs/algorithm.md, deviation 18). Widths stay
-            a non-decreasing function of ``omega`` for any ``multiple``.
+            Widths of at least ``ROUND_FROM * multiple`` (32 for 8) are rounded
+            to the nearest multiple of it; narrower ones to the nearest integer.
+            CPU and GPU kernels work on channel blocks of 8 or 16: a 71-wide
+            net steps slower than the same net 72 wide (docs/algorithm.md,
+            deviation 18). Below 4 multiples a rounding step is 12-50 % of the
+            width, and on small data the FLOPs it gives up cost accuracy
+            (deviation 19). Widths stay a non-decreasing function of ``omega``
+            for any ``multiple``.
 
         Returns
         -------
@@ -506,8 +513,9 @@ class Architecture:
 
         def sc(c):
             w = max(1, int(round(omega * c)))
-            if w >= multiple > 1:
-                # w >= multiple means omega * c / multiple >= 0.75: rounds to >= 1.
+            if multiple > 1 and w >= ROUND_FROM * multiple:
+                # omega * c >= ROUND_FROM * multiple - 0.5, so this rounds to
+                # >= ROUND_FROM multiples: no width drops as omega grows.
                 w = multiple * int(round(omega * c / multiple))
             return w
 

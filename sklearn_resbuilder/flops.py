@@ -68,7 +68,7 @@ def largest_omega(arch: Architecture, budget: float, *, multiple: int = 1,
     """Largest ``omega`` with ``FLOPs(arch.scaled(omega, multiple)) <= budget``
     (Alg. 1, step 3).
 
-    Widths are rounded (to multiples of ``multiple`` from ``multiple`` up,
+    Widths are rounded (to multiples of ``multiple`` from ``4 * multiple`` up,
     see :meth:`Architecture.scaled`) and kept >= 1, so FLOPs are a
     non-decreasing step function of ``omega`` and bisection finds the largest
     feasible value (to a relative ``tol``).

@@ -50,8 +50,9 @@ class SearchConfig:
     max_redraws: int = 50
     retrain_fresh: bool = False
     check_removals: bool = True
-    #: The MorphNet step rounds widths of at least this to its multiples
-    #: (deviation 18: odd widths step up to 40 % slower per FLOP); 1: exact.
+    #: The MorphNet step rounds widths of at least 4 x this to its multiples
+    #: (deviation 18: odd widths step up to 40 % slower per FLOP; deviation 19:
+    #: narrower ones stay exact); 1: exact.
     width_multiple: int = 8
     train: TrainConfig = field(default_factory=TrainConfig)
 

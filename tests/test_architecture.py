@@ -321,16 +321,23 @@ def test_scaled_rounds_to_a_multiple():
     assert arch.scaled(6.9, 8).group_widths() == [72]        # 69 -> 72
     assert arch.scaled(6.7, 8).group_widths() == [64]        # 67 -> 64
     assert arch.scaled(7.1, 1).group_widths() == [71]
-    # Widths below the multiple stay exact (the block: 3 * 2.1 = 6.3 -> 6).
-    assert arch.scaled(2.1, 8).block_widths()[0] == [6]
-    assert arch.scaled(2.1, 8).group_widths() == [24]        # 21 -> 24 (nearest)
-    assert arch.scaled(1.9, 8).group_widths() == [16]        # 19 -> 16
+    assert arch.scaled(3.3, 8).group_widths() == [32]        # 33 -> 32 (nearest)
+    assert arch.scaled(3.7, 8).group_widths() == [40]        # 37 -> 40
+    # Widths under 4 multiples stay exact (deviation 19): 31, 21, and the
+    # block's 3 * 7.1 = 21.3 -> 21.
+    assert arch.scaled(3.1, 8).group_widths() == [31]
+    assert arch.scaled(2.1, 8).group_widths() == [21]
+    assert arch.scaled(7.1, 8).block_widths()[0] == [21]
+    assert arch.scaled(3.1, 4).group_widths() == [32]        # 4 x 4 = 16: rounded
     # Non-decreasing in omega, so bisection on omega stays valid.
     prev = None
     for omega in np.linspace(0.05, 12, 400):
         widths = arch.scaled(float(omega), 8)
         w = widths.group_widths() + widths.block_widths()[0]
-        assert all(x % 8 == 0 for x in w if x >= 8)
+        assert all(x % 8 == 0 for x in w if x >= 32)
+        exact = arch.scaled(float(omega), 1)
+        assert [x for x in w if x < 32] == [x for x in exact.group_widths()
+                                            + exact.block_widths()[0] if x < 32]
         if prev is not None:
             assert all(a >= b for a, b in zip(w, prev))
         prev = w

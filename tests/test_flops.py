@@ -198,18 +198,19 @@ def test_largest_omega_is_largest(arch, budget):
     assert omega < 1
 
 
-@pytest.mark.parametrize("multiple", [8, 16])
-def test_largest_omega_with_a_multiple(multiple):
+@pytest.mark.parametrize("multiple, budget", [(8, 1e7), (16, 1e8)])
+def test_largest_omega_with_a_multiple(multiple, budget):
+    # Budgets where the stream is wider than 4 multiples (33 and 106 exact).
     arch = Architecture.minimal((1, 28, 28), 10).insert_block(2, 0).insert_block(0, 0, width=4)
-    omega, scaled = largest_omega(arch, 1e7, multiple=multiple)
+    omega, scaled = largest_omega(arch, budget, multiple=multiple)
     assert scaled == arch.scaled(omega, multiple)
-    assert scaled.flops() <= 1e7
+    assert scaled.flops() <= budget
     widths = scaled.group_widths() + [m for ms in scaled.block_widths() for m in ms]
-    assert all(w % multiple == 0 for w in widths if w >= multiple)
+    assert all(w % multiple == 0 for w in widths if w >= 4 * multiple)
     # Still the largest: the next width step exceeds the budget.
-    assert arch.scaled(omega * (1 + 3e-4), multiple).flops() > 1e7
+    assert arch.scaled(omega * (1 + 3e-4), multiple).flops() > budget
     # Rounding costs FLOPs but not the bulk of the budget.
-    exact = largest_omega(arch, 1e7)[1]
+    exact = largest_omega(arch, budget)[1]
     assert exact != scaled
     assert scaled.flops() > 0.5 * exact.flops()
 
