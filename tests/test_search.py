@@ -724,7 +724,17 @@ def test_insertions_leave_time_for_their_morph_step(fake, clock, digits, n_timed
 
 
 # ------------------------------------------------------------------ Ctrl-C
-def test_ctrl_c_ends_the_search_and_keeps_finished_work(digits, monkeypatch):
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler, also when the test run was started in the
+    background (a shell's ``&`` hands children SIGINT ignored: then a Ctrl-C
+    rightly does nothing, and these tests could not tell)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_ends_the_search_and_keeps_finished_work(digits, monkeypatch, python_sigint):
     """skorch's partial_fit swallows KeyboardInterrupt; train_one passes a user's
     Ctrl-C on, and the search stops with every finished record and a result."""
     from sklearn_resbuilder import training
@@ -750,7 +760,7 @@ def test_ctrl_c_ends_the_search_and_keeps_finished_work(digits, monkeypatch):
     assert time.perf_counter() - t < 60
 
 
-def test_ctrl_c_before_anything_finished_propagates(digits, monkeypatch):
+def test_ctrl_c_before_anything_finished_propagates(digits, monkeypatch, python_sigint):
     from sklearn_resbuilder import training
 
     def interrupt(self, net, **kwargs):
