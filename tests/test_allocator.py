@@ -20,15 +20,19 @@ net = arch.build(torch.Generator().manual_seed(0)).to(memory_format=torch.channe
 opt = torch.optim.Adam(net.parameters())
 x, y = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
 
-def faults(steps=4):
+def faults(steps=6):
     for _ in range(2):  # warm-up
         F.cross_entropy(net(x), y).backward()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    per_step = []
     for _ in range(steps):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         opt.zero_grad()
         F.cross_entropy(net(x), y).backward()
         opt.step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
+        per_step.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    # The median step: one step that grows the heap (or a neighbour's memory
+    # pressure) must not decide the test.
+    return sorted(per_step)[steps // 2]
 
 plain = faults()
 with training_malloc() as tuned:
@@ -53,7 +57,7 @@ def test_training_steps_stop_faulting_in_their_memory():
     tuned, plain, inside = _run(_clean_env())
     if not tuned:
         pytest.skip("not glibc (or jemalloc/tcmalloc preloaded)")
-    # Measured: ~5,000 page faults per step with glibc's defaults, ~100 inside.
+    # Measured (median step): 3,000-17,000 page faults with glibc's defaults, 0-100 inside.
     assert plain > 500, plain
     assert inside < 0.1 * plain, (plain, inside)
 
