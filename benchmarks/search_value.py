@@ -208,10 +208,14 @@ def row_resbuilder(ctx):
     clf.fit(ctx["X"], ctx["y"])
     fit_s = time.perf_counter() - t
     arch = clf.best_architecture_
+    refit = clf.refit_ or {}
+    refit_note = (f"; search {clf.search_time_:.0f} s, refit {refit.get('epochs', 0)} ep"
+                  + ("" if refit.get("used") else " (not used)")) if clf.refit else ""
     return [dict(method="ResBuilder", acc=float(clf.score(ctx["Xt"], ctx["yt"])),
                  flops=arch.flops(), fit_s=fit_s, arch=arch.to_dict(),
+                 search_s=clf.search_time_, refit_epochs=refit.get("epochs"),
                  notes=f"{arch.summary()}; {len(clf.history_)} archs; "
-                       f"{n_ins} ins / {n_morph} morph / {epochs} ep")]
+                       f"{n_ins} ins / {n_morph} morph / {epochs} ep" + refit_note)]
 
 
 #: Scaled rows round widths as ResBuilder's MorphNet step does by default:

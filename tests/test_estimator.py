@@ -9,6 +9,7 @@ three epochs on digits reach ~0.65-0.85 test accuracy, chance is 0.1.
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -297,11 +298,14 @@ def test_validation_split_is_stratified_and_seeded(small, monkeypatch):
     np.testing.assert_array_equal(a.predict_proba(Xte), b.predict_proba(Xte))
 
 
-def test_same_seed_same_search(digits):
-    """A search with insertion and morph steps is reproducible end to end."""
+@pytest.mark.parametrize("mixed_precision", [False, True])
+def test_same_seed_same_search(digits, mixed_precision):
+    """A search with insertion and morph steps is reproducible end to end,
+    in float32 and under bfloat16 autocast (what "auto" picks on a CPU with
+    native bfloat16)."""
     Xtr, Xte, ytr, yte = digits
     kw = dict(flop_budget=BUDGET, n_insertions=1, n_morph_steps=1, max_epochs=1,
-              augment=False, random_state=3)
+              augment=False, random_state=3, mixed_precision=mixed_precision)
     a = ResBuilderClassifier(**kw).fit(Xtr[:600], ytr[:600])
     b = ResBuilderClassifier(**kw).fit(Xtr[:600], ytr[:600])
     assert len(a.history_) >= 2
@@ -447,16 +451,34 @@ def test_no_warning_for_a_normal_fit(recwarn):
     assert not [w for w in recwarn if "not trained" in str(w.message)]
 
 
-def test_mixed_precision_auto_means_cuda_only():
+@pytest.mark.parametrize("native", [False, True])
+def test_mixed_precision_auto_means_cuda_or_a_native_bf16_cpu(monkeypatch, native):
+    from sklearn_resbuilder import estimator
     from sklearn_resbuilder.estimator import resolve_mixed_precision
 
-    assert resolve_mixed_precision("auto", "cpu") is False
+    monkeypatch.setattr(estimator, "cpu_has_native_bf16", lambda: native)
+    assert resolve_mixed_precision("auto", "cpu") is native
+    assert resolve_mixed_precision("auto", "cpu:0") is native
     assert resolve_mixed_precision("auto", "cuda") is True
     assert resolve_mixed_precision("auto", "cuda:1") is True
     assert resolve_mixed_precision(True, "cpu") is True
     assert resolve_mixed_precision(False, "cuda") is False
     with pytest.raises(ValueError, match="mixed_precision"):
         ResBuilderClassifier(mixed_precision="bf16").fit(*_X())
+
+
+def test_cpu_has_native_bf16_matches_the_cpu_flags():
+    """The check reads what oneDNN reports; on Linux the CPU's flags must agree."""
+    from sklearn_resbuilder.estimator import cpu_has_native_bf16
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split())
+    if cpu_has_native_bf16():
+        assert flags & {"avx512_bf16", "amx_bf16", "amx_tile"}
+    else:
+        assert not flags & {"avx512_bf16", "amx_tile"}
 
 
 def test_predict_reads_pixels_on_the_training_scale_whatever_the_dtype():

@@ -648,6 +648,25 @@ def test_step_seconds_times_a_training_step_without_touching_global_state(digits
     assert large > small  # 64-wide block at 8x8 vs no block at all (~480x the FLOPs)
 
 
+def test_step_seconds_times_the_precision_the_trainer_uses(digits, monkeypatch):
+    """Under ``mixed_precision`` the timed step's forward runs in bfloat16,
+    as the trainer's does: the time estimates scale from the right speed."""
+    from sklearn_resbuilder import network, training
+
+    dtypes = []
+    real = network.ResBuilderNet
+
+    def hooked(*args, **kwargs):
+        net = real(*args, **kwargs)
+        net.head.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+        return net
+
+    monkeypatch.setattr(training, "ResBuilderNet", hooked)
+    training.step_seconds(MINIMAL, digits, TrainConfig(mixed_precision=True), steps=1, warmup=0)
+    training.step_seconds(MINIMAL, digits, TrainConfig(), steps=1, warmup=0)
+    assert dtypes == [torch.bfloat16, torch.float32]
+
+
 def _costs(history):
     """Seconds each record's trainings reported."""
     return [sum(v["seconds"] for v in r["scores"].values()) if r["reused_from"] is None else 0.0
