@@ -69,8 +69,8 @@ from sklearn_resbuilder.allocator import training_malloc
 from sklearn_resbuilder.estimator import resolve_mixed_precision
 from sklearn_resbuilder.regularizers import PROXIMAL_LR_RATIO, penalty_value, proximal_step
 from sklearn_resbuilder.search import SearchConfig, run_search
-from sklearn_resbuilder.training import (TrainConfig, TrainingData, inference_copy, make_augment,
-                                         predict_logits, prepare_batch, train_one)
+from sklearn_resbuilder.training import (TrainConfig, TrainingData, bf16_autocast, inference_copy,
+                                         make_augment, predict_logits, prepare_batch, train_one)
 
 BATCH = 128
 
@@ -163,7 +163,7 @@ def audit(arch, data: TrainingData, reps: int = 30) -> dict:
     x = prepare_batch(raw, data.mean, data.std).contiguous(memory_format=torch.channels_last)
 
     def step():  # in the precision fit trains in
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=AUTO_BF16):
+        with bf16_autocast("cpu", AUTO_BF16):
             logits = module(x)
         loss = F.cross_entropy(logits.float(), yb)
         opt.zero_grad(set_to_none=True)

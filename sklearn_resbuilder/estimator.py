@@ -423,7 +423,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
             module, self.refit_ = self._refit(module, data, config.train, result, deadline, seed)
             result.history[result.best_step]["refit"] = self.refit_
         # Plain (NCHW) weights: what save, export and users expect; predict_proba
-        # still feeds channels-last batches.
+        # runs a channels-last copy (inference_copy).
         self.module_ = module.cpu().to(memory_format=torch.contiguous_format).eval()
         self.best_architecture_ = result.best_architecture
         self.best_step_ = result.best_step

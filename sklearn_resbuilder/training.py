@@ -124,6 +124,12 @@ def predict_logits(module: nn.Module, X, mean, std, device="cpu", *, batch_size:
     return torch.cat(out)
 
 
+def bf16_autocast(device, enabled: bool = True):
+    """``torch.autocast`` to bfloat16 on ``device``'s kind: what
+    ``mixed_precision`` trains under (the trainer and :func:`step_seconds`)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def inference_copy(module: nn.Module, device="cpu") -> nn.Module:
     """An eval-mode copy of ``module`` on ``device``, weights in channels-last.
 
@@ -380,7 +386,7 @@ class ResBuilderTrainer(NeuralNetClassifier):
             x = x.contiguous(memory_format=torch.channels_last)
         if not self.mixed_precision:
             return super().infer(x, **fit_params)
-        with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16):
+        with bf16_autocast(self.device):
             out = super().infer(x, **fit_params)
         return out.float()
 
@@ -591,8 +597,8 @@ def step_seconds(arch, data: TrainingData, config: TrainConfig, *, steps: int = 
     """Wall seconds of one plain training step of a fresh ``arch`` network.
 
     Forward, backward and Adam on the first ``config.batch_size`` training
-    images, in the layout and precision the trainer uses; the fastest of ``steps`` timed
-    steps after ``warmup`` untimed ones (kernel set-up, first allocations):
+    images, in the layout and precision the trainer uses; the fastest of
+    ``steps`` timed steps after ``warmup`` untimed ones (kernel set-up, first allocations):
     on a shared machine load only ever adds time, and the fastest step
     varies least between calls. What the search's time estimates
     start from (with ``max_time``): seconds per FLOP differ several-fold
@@ -612,8 +618,7 @@ def step_seconds(arch, data: TrainingData, config: TrainConfig, *, steps: int = 
     for _ in range(steps + warmup):
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
-                            enabled=bool(config.mixed_precision)):
+        with bf16_autocast(device, bool(config.mixed_precision)):
             logits = net(x)
         F.cross_entropy(logits.float(), y).backward()
         opt.step()
