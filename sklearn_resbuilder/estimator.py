@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import time
 import warnings
 from dataclasses import replace
 from numbers import Integral, Real
@@ -23,6 +22,7 @@ from .checkpoint import SearchCheckpoint, data_fingerprint, params_fingerprint
 from .data import check_labels, check_same_shape, to_images, validation_split
 from .search import SearchConfig, TqdmProgress, run_search
 from .threads import resolve_threads, torch_threads
+from .timeplan import HARD_STOP_FACTOR, TimePlan, check_plan
 from .training import (TrainConfig, TrainingData, inference_copy, predict_logits, prepare_batch,
                        refit, refit_epochs)
 
@@ -289,6 +289,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         "n_jobs": [Interval(Integral, None, -1, closed="right"),
                    Interval(Integral, 1, None, closed="left"), None],
         "max_time": [Interval(Real, 0, None, closed="neither"), None],
+        "plan": [dict, None],
         "checkpoint_dir": [str, os.PathLike, None],
         "overwrite_checkpoint": ["boolean"],
         "mixed_precision": ["boolean", StrOptions({"auto"})],
@@ -301,7 +302,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
                  gamma_threshold=1e-2, weight_decay=1e-5, lr=1e-3, batch_size=128,
                  max_epochs=20, augment="auto", validation_fraction=0.1, refit=True,
                  retrain_fresh=False, width_multiple=8, image_shape=None, device="auto",
-                 n_jobs=None, max_time=None, checkpoint_dir=None, overwrite_checkpoint=False,
+                 n_jobs=None, max_time=None, plan=None, checkpoint_dir=None,
+                 overwrite_checkpoint=False,
                  mixed_precision="auto", random_state=None, verbose=0):
         self.flop_budget = flop_budget
         self.start = start
@@ -324,6 +326,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.n_jobs = n_jobs
         self.max_time = max_time
+        self.plan = plan
         self.checkpoint_dir = checkpoint_dir
         self.overwrite_checkpoint = overwrite_checkpoint
         self.mixed_precision = mixed_precision
@@ -347,7 +350,17 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         self._validate_params()
+        if self.plan is not None:
+            check_plan(self.plan)
+            if self.max_time is not None and float(self.max_time) != self.plan["max_time"]:
+                raise ValueError(
+                    f"max_time={self.max_time} but the plan was made for max_time="
+                    f"{self.plan['max_time']}: pass max_time=None (or the plan's) to replay it")
         threads = resolve_threads(self.n_jobs)
+        if self.plan is not None and self.n_jobs is None:
+            # A replay runs with the threads it was recorded with: the thread
+            # count changes CPU float sums, so the model (docs/user_guide.md).
+            threads = int(self.plan.get("context", {}).get("n_threads", threads))
         with torch_threads(threads), training_malloc():
             self._fit(X, y)
         self.n_threads_ = threads
@@ -379,24 +392,22 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         # The one copy of the data: train and valid in one buffer, in X's layout.
         data = TrainingData.from_split(images, y_enc, train_idx, valid_idx)
         mean, std = data.mean, data.std
-        t_fit = time.monotonic()
-        search_time = self.max_time
-        if self.max_time is not None and self.refit:
-            search_time = self.max_time * (1 - REFIT_TIME_SHARE)
+        precision = resolve_mixed_precision(self.mixed_precision, device)
+        time_plan = self._time_plan(device, precision)
         config = SearchConfig(
             flop_budget=float(self.flop_budget), n_insertions=self.n_insertions,
             n_morph_steps=self.n_morph_steps, lasso_threshold=self.lasso_threshold,
-            max_time=search_time, retrain_fresh=self.retrain_fresh,
+            retrain_fresh=self.retrain_fresh,
             width_multiple=self.width_multiple,
             train=TrainConfig(
                 morph_strength=self.morph_strength, lasso_strength=self.lasso_strength,
                 gamma_threshold=self.gamma_threshold, weight_decay=self.weight_decay,
                 lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
                 augment=self.augment, device=device, verbose=self.verbose,
-                mixed_precision=resolve_mixed_precision(self.mixed_precision, device)))
+                mixed_precision=precision))
         callbacks = [TqdmProgress()] if self.verbose else []
         result = run_search(start, data, config, seed=seed, callbacks=callbacks,
-                            checkpoint=checkpoint, resume=resume)
+                            checkpoint=checkpoint, resume=resume, time_plan=time_plan)
         if result.best_module is None:
             self.history_ = result.history  # keep the finished records for inspection
             raise RuntimeError(
@@ -419,9 +430,16 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self.refit_ = None
         module = result.best_module
         if self.refit:
-            deadline = None if self.max_time is None else t_fit + float(self.max_time)
-            module, self.refit_ = self._refit(module, data, config.train, result, deadline, seed)
+            module, self.refit_ = self._refit(module, data, config.train, result, time_plan,
+                                              seed)
             result.history[result.best_step]["refit"] = self.refit_
+        self.plan_ = None if time_plan is None else time_plan.to_dict()
+        if time_plan is not None and time_plan.hard_stops and not time_plan.replay:
+            warnings.warn(
+                f"the fit ran past {HARD_STOP_FACTOR:g} x max_time on the wall clock and was "
+                f"stopped there ({len(time_plan.hard_stops)} training(s) cut): this machine "
+                "ran slower than when the plan timed its steps (load from other work?). "
+                "plan_ records the stops, so a replay repeats them.", UserWarning, stacklevel=2)
         # Plain (NCHW) weights: what save, export and users expect; predict_proba
         # runs a channels-last copy (inference_copy).
         self.module_ = module.cpu().to(memory_format=torch.contiguous_format).eval()
@@ -434,28 +452,42 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self.stopped_ = result.stopped
         self.skipped_ = result.skipped
 
-    def _refit(self, module, data, train_config, result, deadline, seed):
+    def _time_plan(self, device, precision):
+        """The fit's :class:`~sklearn_resbuilder.timeplan.TimePlan` (None without
+        ``max_time`` or ``plan``): the search's share, then the refit's."""
+        if self.max_time is None and self.plan is None:
+            return None
+        max_time = self.plan["max_time"] if self.plan is not None else float(self.max_time)
+        share = 1 - REFIT_TIME_SHARE if self.refit else 1.0
+        plan = TimePlan(max_time, share, recorded=self.plan)
+        context = {"device": str(device), "mixed_precision": bool(precision),
+                   "n_threads": int(torch.get_num_threads())}
+        if plan.replay and plan.context and plan.context != context:
+            warnings.warn(
+                f"the plan was recorded with {plan.context} and is replayed with {context}: "
+                "the fit follows the same plan, but the model may differ", UserWarning,
+                stacklevel=3)
+        plan.context = context
+        return plan
+
+    def _refit(self, module, data, train_config, result, time_plan, seed):
         """Refit the chosen network on train + validation (see ``refit``)."""
         scores = result.history[result.best_step]["scores"][result.best_variant]
         n_all = len(data.X_train) + len(data.X_valid)
         epochs = refit_epochs(train_config, n_all, max(2, int(scores.get("best_epoch") or 0)))
-        if deadline is not None:
-            # Size the refit from the measured speed of this architecture's trainings.
-            timed = [v for v in result.history[result.best_step]["scores"].values()
-                     if v.get("epochs")]
-            left = deadline - time.monotonic()
-            if timed:
-                per_epoch = (sum(v["seconds"] for v in timed) / sum(v["epochs"] for v in timed)
-                             * n_all / len(data.X_train))
-                # What fits in the time left; a search that ended early leaves
-                # the refit more (a longer one-cycle schedule), up to REFIT_MAX_STRETCH (8x).
-                fits = int(left // max(per_epoch, 1e-9))
-                epochs = max(1, min(fits, REFIT_MAX_STRETCH * epochs))
-            else:  # nothing of it finished an epoch: no speed to go by
-                epochs = 1
-        config = replace(train_config, deadline=deadline)
-        res = refit(copy.deepcopy(module), data, config, epochs=epochs,
-                    seed=seed + 3)  # not a seed any search training used
+        slot = None
+        if time_plan is not None:
+            # As many epochs as the plan's time left holds; a search that ended
+            # early leaves the refit more (a longer one-cycle schedule), up to
+            # REFIT_MAX_STRETCH (8x) its planned epochs.
+            arch = module.architecture
+            per_epoch = time_plan.epoch_seconds(arch, n_all, 0, train_config.batch_size)
+            fits = int(max(time_plan.left("fit"), 0.0) // max(per_epoch, 1e-12))
+            epochs = max(1, min(fits, REFIT_MAX_STRETCH * epochs))
+            slot = time_plan.training(per_epoch, epochs, phase="fit")
+        res = refit(copy.deepcopy(module), data, train_config, epochs=epochs,
+                    seed=seed + 3,  # not a seed any search training used
+                    slot=slot)
         record = dict(res.record)
         record["used"] = res.record["stopped"] is None and res.record["epochs"] > 0
         if not record["used"]:
@@ -467,7 +499,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         return res.module, record
 
     # Parameters that may change between the fits of one resumable search.
-    _RESUME_FREE = ("verbose", "max_time", "device", "n_jobs", "mixed_precision",
+    _RESUME_FREE = ("verbose", "max_time", "plan", "device", "n_jobs", "mixed_precision",
                     "checkpoint_dir", "overwrite_checkpoint")
 
     def _open_checkpoint(self, images, y_enc, classes):

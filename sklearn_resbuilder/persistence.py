@@ -60,7 +60,7 @@ REQUIRED = ("classes_", "input_shape_", "n_features_in_", "input_mean_", "input_
             "best_step_", "best_variant_", "best_score_", "history_", "search_time_",
             "stopped_", "_image_shape_")
 #: Fitted attributes stored when the estimator has them.
-OPTIONAL = ("_fit_dtype_", "feature_names_in_", "n_threads_", "refit_", "skipped_")
+OPTIONAL = ("_fit_dtype_", "feature_names_in_", "n_threads_", "refit_", "skipped_", "plan_")
 
 
 # ---------------------------------------------------------------------- save
@@ -170,6 +170,8 @@ def _encode_param(name, value):
         value = value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if name == "plan" and isinstance(value, dict):
+        return {"__plan__": json.loads(json.dumps(value))}  # plain JSON already
     raise ValueError(f"parameter {name}={value!r} ({type(value).__name__}) has no plain-data "
                      "form for estimator.json; use a str, number, bool, tuple or None")
 
@@ -186,6 +188,8 @@ def _decode_param(value):
             return Path(value["__path__"])
         if set(value) == {"__tuple__"}:
             return tuple(_decode_param(v) for v in value["__tuple__"])
+        if set(value) == {"__plan__"}:
+            return value["__plan__"]
         raise ValueError(f"unknown tagged value {sorted(value)}")
     return value
 

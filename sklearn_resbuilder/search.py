@@ -32,6 +32,7 @@ from .architecture import Architecture
 from .flops import largest_omega
 from .network import ResBuilderNet, insert_block, remove_blocks, resize
 from .regularizers import alive_widths, block_scores
+from .timeplan import TimePlan
 from .training import (TrainConfig, TrainingData, flip_invariant, step_seconds, train_variants,
                        valid_logits)
 
@@ -69,9 +70,9 @@ class SearchResult:
     history: list
     search_time: float
     stopped: str | None = None
-    #: The operations the deadline left out (their estimated seconds of
+    #: The operations the time plan left out (their estimated seconds of
     #: training exceeded what ``max_time`` had left): ``{"operation", "step",
-    #: "estimated_seconds", "seconds_left"}`` each.
+    #: "estimated_seconds", "seconds_left"}`` each, in the plan's modelled seconds.
     skipped: list = field(default_factory=list)
 
 
@@ -148,7 +149,7 @@ class _Search:
     """State of one run; :func:`run_search` is the public entry point."""
 
     def __init__(self, start: Architecture, data: TrainingData, config: SearchConfig,
-                 seed, callbacks, checkpoint=None, state=None):
+                 seed, callbacks, checkpoint=None, state=None, time_plan=None):
         self.config = config
         self.data = data.to(config.train.device)  # once, not per batch
         self.seed = seed
@@ -156,8 +157,12 @@ class _Search:
         self.callbacks = list(callbacks)
         self.checkpoint = checkpoint
         self.t0 = time.monotonic()
-        self.deadline = None if config.max_time is None else self.t0 + float(config.max_time)
-        self.train_config = replace(config.train, deadline=self.deadline)
+        self.train_config = config.train
+        if time_plan is None and config.max_time is not None:
+            time_plan = TimePlan(config.max_time)
+        if time_plan is not None and time_plan.timer is None:
+            time_plan.timer = self._time_step
+        self.time_plan = time_plan  # what max_time allows, in modelled seconds
         self.history: list[dict] = []
         self.visited: set[Architecture] = set()
         self.pool: list[Candidate] = []  # the candidates that can still be chosen
@@ -167,8 +172,8 @@ class _Search:
         self.complete = False
         self.elapsed_before = 0.0  # search seconds of earlier, resumed fits
         self.stopped = None
-        self.skipped: list[dict] = []  # operations the deadline left out (see _skip)
-        self.step_times: dict = {}  # Architecture -> seconds of one plain step (max_time)
+        self.skipped: list[dict] = []  # operations the time plan left out (see _skip)
+        self._saved = None  # the last checkpoint written: (meta, tensors)
         if state is not None:
             self._restore(state)
         else:
@@ -179,54 +184,50 @@ class _Search:
     def _torch_gen(self) -> torch.Generator:
         return torch.Generator().manual_seed(int(self.rng.integers(2**31 - 1)))
 
+    def _time_step(self, arch: Architecture, batch_size: int) -> float:
+        """The time plan's timer: one training step of ``arch`` as trained here."""
+        return step_seconds(arch, self.data, replace(self.train_config, batch_size=batch_size))
+
     def out_of_time(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
+        return self.time_plan is not None and self.time_plan.left() <= 0
 
     def can_finish(self, seconds) -> bool:
-        """Would ``seconds`` of training (an estimate, or None) end before the deadline?"""
-        if self.deadline is None or seconds is None:
+        """Would ``seconds`` of training (an estimate, or None) fit in the plan's time left?"""
+        if self.time_plan is None or seconds is None:
             return True
-        return time.monotonic() + seconds <= self.deadline
-
-    def step_seconds(self, arch: Architecture) -> float:
-        """One plain training step of ``arch``, timed once per architecture."""
-        if arch not in self.step_times:
-            self.step_times[arch] = step_seconds(arch, self.data, self.train_config)
-        return self.step_times[arch]
+        return seconds <= self.time_plan.left()
 
     def training_seconds(self, arch: Architecture, n_trainings: int) -> float | None:
         """Estimated seconds of ``n_trainings`` trainings of ``arch`` (with ``max_time``).
 
-        Each architecture's plain training step is timed (:func:`step_seconds`);
-        seconds per epoch are that step time times the median ratio of
-        seconds per epoch to step time over this search's finished
-        trainings (batches per epoch, penalties, validation and skorch's
-        bookkeeping: 75-100 for every shape of a measured MNIST search, where
-        seconds per FLOP differed 2x), times the median epochs a training
-        ran. None until two architectures have finished a training.
+        The time plan's seconds per epoch of ``arch``
+        (:meth:`~sklearn_resbuilder.timeplan.TimePlan.epoch_seconds`, from
+        its timed training step) times the median epochs this search's
+        finished trainings ran (early stopping ends most before
+        ``max_epochs``). None until two architectures have finished a
+        training: the start network's epochs alone say little of deeper
+        ones'.
         """
-        ratios, epochs, shapes = [], [], set()
+        epochs, shapes = [], 0
         for r in self.history:
-            timed = Architecture.from_dict(r["architecture"])
-            if r.get("reused_from") is not None or timed not in self.step_times:
+            if r.get("reused_from") is not None:
                 continue
-            for v in r["scores"].values():
-                if v.get("epochs") and v.get("stopped") != "max_time":
-                    ratios.append(v["seconds"] / v["epochs"] / self.step_times[timed])
-                    epochs.append(v["epochs"])
-                    shapes.add(timed)
-        if len(shapes) < 2:
-            # One shape, and the start net at that (per-batch overhead weighs
-            # most there): too little to stop a search on.
+            done = [v["epochs"] for v in r["scores"].values()
+                    if v.get("epochs") and v.get("stopped") not in _CUT]
+            epochs += done
+            shapes += bool(done)
+        if shapes < 2:
             return None
-        per_epoch = float(np.median(ratios)) * self.step_seconds(arch)
+        per_epoch = self.time_plan.epoch_seconds(arch, len(self.data.y_train),
+                                                 len(self.data.y_valid),
+                                                 self.train_config.batch_size)
         return n_trainings * float(np.median(epochs)) * per_epoch
 
     def _insertion_skip(self, new: Architecture):
         """None to train the insertion ``new``; else ``(estimate, stop)``.
 
         Trained if it and then this cycle's MorphNet step (two trainings of
-        ``new`` scaled to the budget) both end before the deadline: a network
+        ``new`` scaled to the budget) both fit in the plan's time: a network
         over the budget can only be chosen after that step. Else, if the
         MorphNet step of the current network can still end in time, the rest
         of the cycle is skipped for it (``stop`` False); else an insertion
@@ -254,12 +255,12 @@ class _Search:
 
     def _skip(self, operation: str, estimate: float, *, stop: bool) -> None:
         """Leave out ``operation``: its training (estimated at ``estimate``
-        seconds) would not end before the deadline. ``stop``: end the search
+        seconds) would not fit in the plan's time. ``stop``: end the search
         (what is left of ``max_time`` goes to the refit); else skip the rest
         of this MorphNet cycle and go on with its MorphNet step."""
         skipped = {"operation": operation, "step": len(self.history),
                    "estimated_seconds": round(estimate, 1),
-                   "seconds_left": round(self.deadline - time.monotonic(), 1)}
+                   "seconds_left": round(self.time_plan.left(), 1)}
         self.skipped.append(skipped)
         for cb in self.callbacks:
             if hasattr(cb, "on_skip"):
@@ -323,11 +324,9 @@ class _Search:
             self._append(record)
             return True
         self.visited.add(arch)
-        if self.deadline is not None:
-            self.step_seconds(arch)  # what later estimates scale from
         seed = int(self.rng.integers(2**31 - 1))
         results = train_variants(net, self.data, self.train_config, seed=seed,
-                                 variants=self._variants(arch))
+                                 variants=self._variants(arch), plan=self.time_plan)
         smallest = min((r.record.get("batch_size", self.train_config.batch_size)
                         for r in results.values()), default=self.train_config.batch_size)
         if smallest < self.train_config.batch_size:  # out of memory: keep it halved
@@ -383,8 +382,8 @@ class _Search:
         else:
             return False
         # With max_time: no training whose result could not be used before
-        # the deadline (deviation 17); the refit gets the time instead.
-        if self.pool and self.deadline is not None:
+        # max_time (deviation 17); the refit gets the time instead.
+        if self.pool and self.time_plan is not None:
             skip = self._insertion_skip(new)
             if skip is not None:
                 self._skip("insert", skip[0], stop=skip[1])
@@ -404,10 +403,24 @@ class _Search:
         """
         if self.out_of_time():
             return
-        net, drop = _confirmed_removals(self.current, self.data, self.config.lasso_threshold,
-                                        self.train_config, self.config.check_removals)
+        net, drop = _confirmed_removals(self.current, self._valid_losses,
+                                        self.config.lasso_threshold, self.config.check_removals)
         if drop:
             self.visit(net, "remove", removed=drop)
+
+    def _valid_losses(self, net: ResBuilderNet) -> torch.Tensor:
+        """Per-image validation cross entropy of ``net`` (eval mode), charged to the
+        plan at the current network's speed (``net`` is it or a part of it)."""
+        self._charge_eval(self.current.architecture)
+        logits = valid_logits(net, self.data, self.train_config.device)
+        return torch.nn.functional.cross_entropy(logits, self.data.y_valid.to(logits.device),
+                                                 reduction="none")
+
+    def _charge_eval(self, arch: Architecture, passes: int = 1) -> None:
+        """Count ``passes`` eval passes over the validation images as spent time."""
+        if self.time_plan is not None:
+            self.time_plan.charge(passes * self.time_plan.eval_seconds(
+                arch, len(self.data.y_valid), self.train_config.batch_size))
 
     def morph(self) -> None:
         """MorphNet step (Alg. 1): alive widths, then the largest omega within budget."""
@@ -431,7 +444,8 @@ class _Search:
             dead = sorted(dead + [back[sb] for sb in extra])
             omega, target = largest_omega(alive_arch, self.config.flop_budget,
                                           multiple=self.config.width_multiple)
-        if self.pool and target not in self.visited and self.stopped is None:
+        if (self.pool and self.time_plan is not None and target not in self.visited
+                and self.stopped is None):
             estimate = self.training_seconds(target, len(self._variants(target)))
             if not self.can_finish(estimate):
                 self._skip("morph", estimate, stop=True)
@@ -464,6 +478,8 @@ class _Search:
             "augment": self.train_config.augment,
             "skipped": self.skipped,
         }
+        if self.time_plan is not None:
+            meta["time_plan"] = self.time_plan.state()
         tensors = {"current": _cpu_state(self.current)}
         meta["pool"] = [{"accuracy": c.accuracy, "flops": c.flops, "step": c.step,
                          "variant": c.variant, "architecture": c.module.architecture.to_dict()}
@@ -471,6 +487,15 @@ class _Search:
         for i, c in enumerate(self.pool):
             tensors[f"pool{i}"] = _cpu_state(c.module)
         self.checkpoint.save(meta, tensors)
+        self._saved = (copy.deepcopy(meta), tensors)  # the history list grows on
+
+    def save_call_end(self) -> None:
+        """Mark the last checkpoint as the end of a fit call that ``max_time``
+        stopped: the next fit goes on from it with a ``max_time`` of its own
+        (after a kill or a Ctrl-C it goes on with the plan's time as it was)."""
+        if self.checkpoint is not None and self._saved is not None:
+            meta, tensors = self._saved
+            self.checkpoint.save({**meta, "call_ended": True}, tensors)
 
     def _restore(self, state: dict) -> None:
         device = self.config.train.device
@@ -481,6 +506,8 @@ class _Search:
         self.complete, self.stopped = bool(state["complete"]), state["stopped"]
         self.elapsed_before = float(state["elapsed"])
         self.skipped = list(state.get("skipped", []))
+        if self.time_plan is not None and state.get("time_plan"):
+            self.time_plan.restore(state["time_plan"], new_call=bool(state.get("call_ended")))
         # An OOM-halved batch size stays halved.
         self.train_config = replace(self.train_config, batch_size=int(state["batch_size"]),
                                     augment=state.get("augment", self.train_config.augment))
@@ -556,18 +583,11 @@ def selection_se(accuracy: float, n_valid: int) -> float:
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n_valid, 1))
 
 
-def _valid_losses(net: ResBuilderNet, data: TrainingData, config) -> torch.Tensor:
-    """Per-image validation cross entropy of ``net`` (eval mode)."""
-    logits = valid_logits(net, data, config.device)
-    return torch.nn.functional.cross_entropy(logits, data.y_valid.to(logits.device),
-                                             reduction="none")
-
-
-def _confirmed_removals(net: ResBuilderNet, data: TrainingData, threshold: float, config,
-                        check: bool = True):
+def _confirmed_removals(net: ResBuilderNet, valid_losses, threshold: float, check: bool = True):
     """``(network without the removed blocks, removed (stage, index) of ``net``)``.
 
-    ``check=False``: the paper's rule alone (score under ``threshold``)."""
+    ``valid_losses(net)``: per-image validation losses. ``check=False``: the
+    paper's rule alone (score under ``threshold``)."""
     scores = block_scores(net)
     removed: list = []
     current, ids = net, list(net.architecture.block_ids())  # ids: original names, in order
@@ -578,8 +598,8 @@ def _confirmed_removals(net: ResBuilderNet, data: TrainingData, threshold: float
         if scores[sb] >= threshold:
             if not check:
                 continue
-            base = _valid_losses(current, data, config) if base is None else base
-            losses = _valid_losses(candidate, data, config)
+            base = valid_losses(current) if base is None else base
+            losses = valid_losses(candidate)
             # One standard error of the validation loss: the smallest change
             # this split can tell apart (the selection's own resolution).
             se = float(base.std()) / math.sqrt(len(base)) if len(base) > 1 else 0.0
@@ -643,6 +663,7 @@ def _step(s: _Search, op: str) -> None:
             s.stopped = "collapsed at start"
         elif s.train_config.augment == "auto":
             # Trained with shifts only: do mirrored images keep their class?
+            s._charge_eval(s.current.architecture, passes=2)
             check = flip_invariant(s.current, s.data, s.train_config.device)
             s.train_config = replace(s.train_config, augment=True if check["flip"] else "shift")
             s.history[0]["augment"] = {**check, "chosen": s.train_config.augment}
@@ -655,14 +676,18 @@ def _step(s: _Search, op: str) -> None:
         s.morph()
 
 
+#: A training's ``stopped`` when the time ended it before it was done.
+_CUT = ("max_time", "hard stop")
+
+
 def _cut_short(s: _Search, record: dict) -> bool:
-    """Did the deadline end a training of this record (or skip one of its variants)?"""
+    """Did the time plan end a training of this record (or skip one of its variants)?"""
     if record.get("reused_from") is not None:
         return False
     scores = record["scores"]
     expected = s._variants(Architecture.from_dict(record["architecture"]))
     return (any(v not in scores for v in expected)
-            or any(v.get("stopped") == "max_time" for v in scores.values()))
+            or any(v.get("stopped") in _CUT for v in scores.values()))
 
 
 def _loop(s: _Search) -> None:
@@ -675,7 +700,7 @@ def _loop(s: _Search) -> None:
         _step(s, s.plan[s.pos])
         s.pos += 1
         if len(s.history) > n:
-            if s.out_of_time() and _cut_short(s, s.history[-1]):
+            if s.time_plan is not None and _cut_short(s, s.history[-1]):
                 # Not finished work: a later fit trains it again, in full.
                 s.stopped = "max_time"
                 break
@@ -686,7 +711,7 @@ def _loop(s: _Search) -> None:
 
 def run_search(start: Architecture, data: TrainingData, config: SearchConfig | None = None, *,
                seed: int | None = 0, callbacks=(), checkpoint=None,
-               resume: dict | None = None) -> SearchResult:
+               resume: dict | None = None, time_plan: TimePlan | None = None) -> SearchResult:
     """Run the ResBuilder search from ``start`` on ``data``.
 
     Parameters
@@ -707,6 +732,11 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
         A state from ``checkpoint.load()``: the search goes on after its last
         finished architecture, exactly as an uninterrupted run would (same
         ``seed``); a finished search returns its result without training.
+    time_plan : TimePlan, optional
+        What ``max_time`` allows (made from ``config.max_time`` when not
+        given); the search spends its ``search_seconds``. Each training's
+        epochs and every "can it finish?" are read off the plan, never the
+        wall clock, so a fixed plan gives a fixed search.
 
     Returns
     -------
@@ -718,11 +748,11 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
         visited fits the budget, so the result never exceeds it.
         ``max_time`` stops the search between epochs, and no insertion or
         MorphNet step is started whose estimated training would not end in
-        time (``skipped``); Ctrl-C (``KeyboardInterrupt``) stops it at once;
+        the plan's time (``skipped``); Ctrl-C (``KeyboardInterrupt``) stops it at once;
         either way every finished record is kept and ``stopped`` says why.
     """
     config = config or SearchConfig()
-    s = _Search(start, data, config, seed, callbacks, checkpoint, resume)
+    s = _Search(start, data, config, seed, callbacks, checkpoint, resume, time_plan)
     # Greedy out trains only when a block dies: not counted in the plan's total.
     total = 1 + config.n_morph_steps * (config.n_insertions + 1)
     for cb in s.callbacks:
@@ -750,7 +780,9 @@ def _run(s: _Search) -> None:
         # Nothing within budget yet: one more MorphNet step makes it fit
         # (quickly after an interrupt or past max_time: nothing left to train).
         if s.stopped == "interrupted":
-            s.train_config = replace(s.train_config, deadline=time.monotonic())
+            if s.time_plan is None:
+                s.time_plan = TimePlan(0.0)
+            s.time_plan.exhaust()
         s.morph()
     if s.stopped in (None, "collapsed at start"):
         # Finished: a later fit on the same checkpoint returns this result at once.
@@ -758,3 +790,5 @@ def _run(s: _Search) -> None:
         # the checkpoint, and a later fit resumes the plan where it stopped.
         s.complete = True
         s.save()
+    elif s.stopped == "max_time":
+        s.save_call_end()

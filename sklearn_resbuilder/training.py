@@ -6,7 +6,8 @@
   the training device.
 - :func:`train_variants` -- With Reg, No Reg WI and No Reg RI for one
   architecture, each with early stopping on validation loss (best epoch
-  restored), a wall-clock deadline and a guard against diverging loss.
+  restored), the epochs ``max_time``'s plan leaves it and a guard against
+  diverging loss.
 """
 
 from __future__ import annotations
@@ -222,9 +223,12 @@ class TensorBatches:
 
 # ---------------------------------------------------------------- callbacks
 class StopTraining(Callback):
-    """Stops a training at a wall-clock ``deadline`` (checked between epochs)
-    and when the training loss diverges, restoring the last good weights.
+    """Stops a training where its time plan says (checked between epochs) and
+    when the training loss diverges, restoring the last good weights.
 
+    ``slot`` (a :class:`~sklearn_resbuilder.timeplan.Slot`, with ``max_time``)
+    caps the epochs the time plan leaves this training, and holds the
+    wall-clock safety net of :mod:`~sklearn_resbuilder.timeplan`.
     Diverging means non-finite, or ``explode_factor`` times the first batch's
     loss: a too large lambda or lr (the paper's Fig. 10) blows the loss up to
     1e11 and more long before it overflows. A regularised training also
@@ -232,11 +236,11 @@ class StopTraining(Callback):
     (the search discards such a network). Stopping uses skorch's own
     mechanism (raising ``KeyboardInterrupt``, caught by ``partial_fit``, as
     ``EarlyStopping`` does). The reason lands in ``net.stop_reason_``: None,
-    "max_time", "diverged: ..." or "collapsed: ...".
+    "max_time", "hard stop", "diverged: ..." or "collapsed: ...".
     """
 
-    def __init__(self, deadline: float | None = None, explode_factor: float = 1e3):
-        self.deadline = deadline
+    def __init__(self, slot=None, explode_factor: float = 1e3):
+        self.slot = slot
         self.explode_factor = explode_factor
 
     def initialize(self):
@@ -275,10 +279,11 @@ class StopTraining(Callback):
                 raise KeyboardInterrupt
         if all(torch.isfinite(p).all() for p in net.module_.parameters()):
             self._good = copy.deepcopy(net.module_.state_dict())
-        # Past the deadline after the last epoch: the training is complete.
-        if (self.deadline is not None and time.monotonic() >= self.deadline
-                and len(net.history) < net.max_epochs):
-            net.stop_reason_ = "max_time"
+        # The plan's epochs are used up (after the last epoch: complete).
+        reason = None if self.slot is None else self.slot.stop_reason(len(net.history),
+                                                                      net.max_epochs)
+        if reason is not None:
+            net.stop_reason_ = reason
             raise KeyboardInterrupt
 
 
@@ -510,7 +515,6 @@ class TrainConfig:
     min_steps: int = 600
     augment: object = True
     device: str = "cpu"
-    deadline: float | None = None  # time.monotonic() value
     verbose: int = 0
     mixed_precision: bool = False
     #: None (default) or True: channels-last batches and weights, faster on
@@ -528,15 +532,18 @@ class TrainResult:
 
 
 def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
-              regularized: bool, seed: int = 0) -> TrainResult:
+              regularized: bool, seed: int = 0, slot=None) -> TrainResult:
     """Train ``module`` (in place) and return its :class:`TrainResult`.
 
     The record holds ``valid_accuracy`` and ``valid_loss`` of the restored best
     epoch (evaluated after training), ``train_loss`` of that epoch (including
     the penalties when ``regularized``), ``epochs`` run, ``seconds``,
-    ``stopped`` (None, "early_stopping", "max_time" or "diverged: ...") and
-    ``batch_size`` (halved from ``config.batch_size`` after each out-of-memory
-    error, with a warning; the training restarts from its start weights).
+    ``stopped`` (None, "early_stopping", "max_time", "hard stop" or
+    "diverged: ...") and ``batch_size`` (halved from ``config.batch_size``
+    after each out-of-memory error, with a warning; the training restarts
+    from its start weights). ``slot``: the epochs the time plan allows
+    (:class:`~sklearn_resbuilder.timeplan.Slot`), charged to it at the end
+    (``planned_seconds``).
     """
     t0 = time.perf_counter()
     batch_size = config.batch_size
@@ -546,7 +553,8 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
     start = copy.deepcopy(module.state_dict())
     while True:
         try:
-            net = _fit(module, data, config, regularized, seed, batch_size, channels_last)
+            net = _fit(module, data, config, regularized, seed, batch_size, channels_last,
+                       slot)
             break
         except torch.OutOfMemoryError as exc:
             if batch_size <= 2:
@@ -572,7 +580,7 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
                   "valid_loss": float(best["valid_loss"]),
                   "train_loss": float(best["train_loss"]),
                   "best_epoch": int(best["epoch"])}
-    else:  # nothing finished an epoch (deadline, early divergence): score the start
+    else:  # nothing finished an epoch (no time left, early divergence): score the start
         record = {**_score(net, data), "train_loss": float("nan"), "best_epoch": 0}
     record["epochs"] = len(epochs)
     record["n_valid"] = len(data.y_valid)  # what the selection's standard error is of
@@ -581,6 +589,8 @@ def train_one(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
         stopped = "early_stopping"
     record["stopped"] = stopped
     record["batch_size"] = batch_size
+    if slot is not None:
+        record["planned_seconds"] = round(slot.finish(len(net.history)), 6)
     record["seconds"] = time.perf_counter() - t0
     return TrainResult(net.module_, record, net.history)
 
@@ -594,34 +604,35 @@ def refit_epochs(config: TrainConfig, n_images: int, epochs: int) -> int:
 
 def step_seconds(arch, data: TrainingData, config: TrainConfig, *, steps: int = 3,
                  warmup: int = 2) -> float:
-    """Wall seconds of one plain training step of a fresh ``arch`` network.
+    """Wall seconds of one training step of a fresh ``arch`` network, as the trainer runs it.
 
-    Forward, backward and Adam on the first ``config.batch_size`` training
-    images, in the layout and precision the trainer uses; the fastest of
-    ``steps`` timed steps after ``warmup`` untimed ones (kernel set-up, first allocations):
-    on a shared machine load only ever adds time, and the fastest step
-    varies least between calls. What the search's time estimates
-    start from (with ``max_time``): seconds per FLOP differ several-fold
-    between shapes of equal FLOPs (a wide stem at full resolution against
-    narrow blocks), so each shape is timed rather than predicted. Touches
-    no global random state and no network of the search.
+    :class:`ResBuilderTrainer`'s ``train_step`` with both penalties on (With
+    Reg, the dearer of the two kinds of training: penalty value and proximal
+    step included) on the first ``config.batch_size`` training images, with
+    the batch preparation, augmentation, layout and precision of a real
+    training; the fastest of ``steps`` timed steps after ``warmup`` untimed
+    ones (kernel set-up, first allocations): on a shared machine load only
+    ever adds time, and the fastest step varies least between calls. What
+    ``max_time``'s plan models every training from
+    (:class:`~sklearn_resbuilder.timeplan.TimePlan`): seconds per FLOP
+    differ several-fold between shapes of equal FLOPs (a wide stem at full
+    resolution against narrow blocks), so each shape is timed rather than
+    predicted. Touches no global random state and no network of the search.
     """
     device = config.device
     net = ResBuilderNet(arch, generator=torch.Generator().manual_seed(0)).to(device)
-    x = prepare_batch(data.X_train[:config.batch_size], data.mean, data.std, device)
-    if config.channels_last is not False:
+    channels_last = config.channels_last is not False
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = data.y_train[:config.batch_size].to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    trainer = _trainer(net, data, config, regularized=True, seed=0,
+                       batch_size=config.batch_size, channels_last=channels_last, epochs=1,
+                       callbacks=[], train_split=None).initialize()
+    batch = (data.X_train[:config.batch_size], data.y_train[:config.batch_size].to(device))
+    net.train()
     times = []
     for _ in range(steps + warmup):
         t = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with bf16_autocast(device, bool(config.mixed_precision)):
-            logits = net(x)
-        F.cross_entropy(logits.float(), y).backward()
-        opt.step()
+        trainer.train_step(batch)
         if str(device).startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
@@ -666,11 +677,12 @@ def _trainer(module, data, config, *, regularized, seed, batch_size, channels_la
     )
 
 
-def _run_fit(net, X, y, deadline):
-    """``net.fit`` unless past ``deadline``; a user's Ctrl-C ends the search."""
-    if deadline is not None and time.monotonic() >= deadline:
+def _run_fit(net, X, y, slot):
+    """``net.fit`` unless ``slot`` leaves it no epoch; a user's Ctrl-C ends the search."""
+    reason = None if slot is None else slot.stop_reason(0, net.max_epochs)
+    if reason is not None:
         net.initialize()
-        net.stop_reason_ = "max_time"
+        net.stop_reason_ = reason
         return net
     with _catch_ctrl_c() as pressed:
         net.fit(Dataset(X, y), y=None)
@@ -681,20 +693,20 @@ def _run_fit(net, X, y, deadline):
     return net
 
 
-def _fit(module, data, config, regularized, seed, batch_size, channels_last):
-    """Build the skorch trainer for one training and run it (unless past the deadline)."""
+def _fit(module, data, config, regularized, seed, batch_size, channels_last, slot):
+    """Build the skorch trainer for one training and run it (if the plan leaves time)."""
     epochs = config.max_epochs
     # NeuralNetClassifier adds its cached 'valid_acc' scoring itself.
     callbacks = [
         ("early_stopping", EarlyStopping(monitor="valid_loss", patience=_patience(config, epochs),
                                          threshold=0.0, load_best=True, sink=lambda *a: None)),
-        ("stop", StopTraining(config.deadline)),
+        ("stop", StopTraining(slot)),
     ]
     net = _trainer(module, data, config, regularized=regularized, seed=seed,
                    batch_size=batch_size, channels_last=channels_last, epochs=epochs,
                    callbacks=callbacks,
                    train_split=predefined_split(Dataset(data.X_valid, data.y_valid)))
-    return _run_fit(net, data.X_train, data.y_train, config.deadline)
+    return _run_fit(net, data.X_train, data.y_train, slot)
 
 
 #: The refit's one-cycle peak, in units of ``lr`` (measured on 300-image digits
@@ -707,7 +719,7 @@ REFIT_LABEL_SMOOTHING = 0.1
 
 
 def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epochs: int,
-          seed: int = 0, warmup: float = 0.1) -> TrainResult:
+          seed: int = 0, warmup: float = 0.1, slot=None) -> TrainResult:
     """Train ``module`` (in place) on train + validation images, penalties off.
 
     The learning rate follows skorch's ``LRScheduler`` with torch's
@@ -716,7 +728,7 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
     down to ~0. The loss is cross entropy with label smoothing
     ``REFIT_LABEL_SMOOTHING`` (0.1). There is no
     validation split left to stop on, so it runs ``epochs`` epochs (fewer
-    if ``config.deadline`` comes first).
+    if the time plan's ``slot`` allows fewer).
 
     Returns
     -------
@@ -724,7 +736,7 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
         ``record``: ``epochs`` run, ``planned_epochs``, ``n_images``,
         ``train_loss`` of the last epoch (smoothed CE), ``schedule``, ``lr``,
         ``label_smoothing``, ``seconds``, ``stopped`` (None or "max_time" /
-        "diverged: ...").
+        "hard stop" / "diverged: ..."), and with a ``slot`` ``planned_seconds``.
     """
     t0 = time.perf_counter()
     X, y = _joined(data.X_train, data.X_valid), _joined(data.y_train, data.y_valid)
@@ -738,9 +750,9 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
                            cycle_momentum=False, step_every="batch")
     net = _trainer(module, data, config, regularized=False, seed=seed,
                    batch_size=config.batch_size, channels_last=channels_last, epochs=epochs,
-                   callbacks=[("lr_schedule", schedule), ("stop", StopTraining(config.deadline))],
+                   callbacks=[("lr_schedule", schedule), ("stop", StopTraining(slot))],
                    train_split=None, label_smoothing=REFIT_LABEL_SMOOTHING)
-    net = _run_fit(net, X, y, config.deadline)
+    net = _run_fit(net, X, y, slot)
     rows = [row for row in net.history if "train_loss" in row]
     record = {"epochs": len(rows), "planned_epochs": int(epochs), "n_images": len(X),
               "train_loss": float(rows[-1]["train_loss"]) if rows else float("nan"),
@@ -749,6 +761,8 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
               "label_smoothing": REFIT_LABEL_SMOOTHING,
               "stopped": getattr(net, "stop_reason_", None),
               "seconds": time.perf_counter() - t0}
+    if slot is not None:
+        record["planned_seconds"] = round(slot.finish(len(rows)), 6)
     return TrainResult(net.module_, record, net.history)
 
 
@@ -800,12 +814,8 @@ def _catch_ctrl_c():
         signal.signal(signal.SIGINT, old)
 
 
-def _past(deadline) -> bool:
-    return deadline is not None and time.monotonic() >= deadline
-
-
 def train_variants(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *,
-                   seed: int = 0, variants=VARIANTS) -> dict:
+                   seed: int = 0, variants=VARIANTS, plan=None) -> dict:
     """Train one architecture the paper's three ways (§4.1).
 
     - ``with_reg``: from ``module``'s weights (a copy), both penalties on;
@@ -813,23 +823,36 @@ def train_variants(module: ResBuilderNet, data: TrainingData, config: TrainConfi
     - ``no_reg_ri``: fresh init of the same architecture, penalties off.
 
     Returns ``{variant: TrainResult}`` in that order; ``no_reg_ri`` is left out
-    when ``config.deadline`` has passed before it starts. ``module`` is not
-    modified.
+    when the time ``plan`` (a :class:`~sklearn_resbuilder.timeplan.TimePlan`)
+    leaves it no epoch. Each training takes its epochs from ``plan``.
+    ``module`` is not modified.
     """
+    arch = module.architecture
+
+    def slot():
+        if plan is None:
+            return None
+        return plan.training(lambda: plan.epoch_seconds(
+            arch, len(data.y_train), len(data.y_valid), config.batch_size), config.max_epochs)
+
     results = {}
     if "with_reg" in variants or "no_reg_wi" in variants:
         start = copy.deepcopy(module)
-        results["with_reg"] = train_one(start, data, config, regularized=True, seed=seed)
+        results["with_reg"] = train_one(start, data, config, regularized=True, seed=seed,
+                                        slot=slot())
         # A batch halved for lack of memory stays halved.
         config = replace(config, batch_size=results["with_reg"].record["batch_size"])
     if "no_reg_wi" in variants:
         wi = copy.deepcopy(results["with_reg"].module)
-        results["no_reg_wi"] = train_one(wi, data, config, regularized=False, seed=seed + 1)
+        results["no_reg_wi"] = train_one(wi, data, config, regularized=False, seed=seed + 1,
+                                         slot=slot())
         config = replace(config, batch_size=results["no_reg_wi"].record["batch_size"])
-    if "no_reg_ri" in variants and not _past(config.deadline):
-        # Past the deadline a fresh init would be scored untrained (chance
+    ri = slot() if "no_reg_ri" in variants else None
+    if "no_reg_ri" in variants and (ri is None or ri.limit > 0):
+        # Without time left a fresh init would be scored untrained (chance
         # level): that is no finished work, so the variant is left out.
         gen = torch.Generator().manual_seed(seed + 2)
         fresh = ResBuilderNet(module.architecture, generator=gen).to(next(module.parameters()).device)
-        results["no_reg_ri"] = train_one(fresh, data, config, regularized=False, seed=seed + 2)
+        results["no_reg_ri"] = train_one(fresh, data, config, regularized=False, seed=seed + 2,
+                                         slot=ri)
     return {v: results[v] for v in VARIANTS if v in results}

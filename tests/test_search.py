@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import os
 import signal
 import re
@@ -25,6 +26,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from sklearn_resbuilder import search as search_mod
+from sklearn_resbuilder import timeplan
 from sklearn_resbuilder.architecture import Architecture
 from sklearn_resbuilder.search import (
     SearchCallback,
@@ -66,8 +68,9 @@ class FakeTrainer:
         self.seconds = seconds  # seconds(arch): the reported seconds of each training
         self.calls = []  # architecture trained at each call
         self.variants = []  # variants asked for at each call
+        self.spent = []  # the time plan's modelled seconds after each call (with one)
 
-    def __call__(self, module, data, config, *, seed=0, variants=VARIANTS):
+    def __call__(self, module, data, config, *, seed=0, variants=VARIANTS, plan=None):
         i = len(self.calls)
         arch = module.architecture
         self.calls.append(arch)
@@ -79,13 +82,24 @@ class FakeTrainer:
         out = {}
         self.variants.append(tuple(variants))
         for v in variants:
+            epochs = 1
+            if plan is not None:  # one epoch if the plan has time for it, as train_one
+                slot = plan.training(lambda: plan.epoch_seconds(
+                    arch, len(data.y_train), len(data.y_valid), config.batch_size),
+                    config.max_epochs)
+                epochs = min(1, slot.limit)
+                slot.finish(epochs)
+                if v == "no_reg_ri" and not epochs:
+                    continue
             record = {"valid_accuracy": float(accs[v]), "valid_loss": 1.0 - accs[v],
-                      "train_loss": 1.0, "epochs": 1, "stopped": None,
+                      "train_loss": 1.0, "epochs": epochs,
+                      "stopped": None if epochs else "max_time",
                       "seconds": self.seconds(arch) if self.seconds else 0.0}
             mod = wr if v != "no_reg_ri" else copy.deepcopy(module)
             out[v] = TrainResult(mod, record)
         if self.stopped is not None:
             out["with_reg"].record["stopped"] = self.stopped(i)
+        self.spent.append(None if plan is None else plan.spent)
         return out
 
 
@@ -572,69 +586,56 @@ def test_max_time_stops_early_and_keeps_records(digits):
 
 
 # ------------------------------------------- no training that cannot finish
-class FakeClock:
-    """``time`` for search.py: a clock that only the fake trainings move."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def monotonic(self):
-        return self.now
-
-    perf_counter = monotonic
-
-
 @pytest.fixture
 def clock(monkeypatch, fake):
-    """Search time = the fake trainings' reported seconds; each architecture's
-    step time is its FLOPs x 1e-6 (so seconds per epoch, fitted on the step
-    times, are in proportion to FLOPs here)."""
-    c = FakeClock()
-    monkeypatch.setattr(search_mod, "time", c)
-    monkeypatch.setattr(search_mod, "step_seconds", lambda arch, data, cfg: arch.flops() * 1e-6)
-    real = fake.__call__
+    """The time plan's step times made so that one epoch of an architecture
+    costs exactly ``fake.seconds(arch)`` modelled seconds (what each fake
+    training reports), and timing itself costs nothing: the plan's spent
+    time is then the sum of the fake trainings' seconds."""
+    monkeypatch.setattr(timeplan, "TIMING_STEPS", 0)
 
-    def timed(module, data, config, **kw):
-        out = real(module, data, config, **kw)
-        c.now += sum(r.record["seconds"] for r in out.values())
-        return out
+    def step(arch, data, cfg):
+        per_epoch = (math.ceil(len(data.y_train) / cfg.batch_size)
+                     + timeplan.EVAL_SHARE * len(data.y_valid) / cfg.batch_size)
+        return fake.seconds(arch) / per_epoch
 
-    fake.timed = timed
-    monkeypatch.setattr(search_mod, "train_variants", timed)
-    return c
+    monkeypatch.setattr(search_mod, "step_seconds", step)
+    return fake
 
 
-def _trained(s, arch, step, per_epoch, epochs, **extra):
-    s.step_times[arch] = step
+def _trained(s, arch, epochs, **extra):
     s.history.append(dict({"architecture": arch.to_dict(), "reused_from": None, "scores": {
-        "with_reg": {"epochs": epochs, "seconds": per_epoch * epochs, "stopped": None}}}, **extra))
+        "with_reg": {"epochs": epochs, "seconds": 99.0, "stopped": None}}}, **extra))
 
 
-def test_training_seconds_scale_each_shapes_timed_step(digits, monkeypatch):
+def test_training_seconds_model_each_shape_from_its_timed_step(digits, monkeypatch):
     probed = []
     monkeypatch.setattr(search_mod, "step_seconds",
                         lambda arch, data, cfg: probed.append(arch) or 0.05)
     A, B, C, D = (MINIMAL, MINIMAL.insert_block(2, 0), MINIMAL.insert_block(1, 0),
                   MINIMAL.insert_block(0, 0))
-    s = _Search(MINIMAL, digits, config(), 0, [])
+    s = _Search(MINIMAL, digits, config(max_time=1e6), 0, [])
+    tr, va, bs = len(s.data.y_train), len(s.data.y_valid), s.train_config.batch_size
+    per_epoch = 0.05 * (math.ceil(tr / bs) + timeplan.EVAL_SHARE * va / bs)
     assert s.training_seconds(D, 2) is None  # nothing finished yet
-    _trained(s, A, 0.01, 2.0, 4)
+    _trained(s, A, 4)
     assert s.training_seconds(D, 2) is None  # one shape: too little to go by
     assert probed == []
-    # Seconds per epoch per second of step: 200 and 100, median 150; D's
-    # 0.05 s step -> 7.5 s an epoch, 4 epochs, 2 trainings.
-    _trained(s, B, 0.04, 4.0, 4)
-    assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * 150 * 0.05)
+    # Median of (4, 4) epochs; D's 0.05 s step over the batches of an epoch;
+    # the wall seconds the records hold play no part.
+    _trained(s, B, 4)
+    assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * per_epoch)
     assert probed == [D]
-    # Ratios 200, 100, 150: still 150; median of (4, 4, 3) epochs: 4.
-    _trained(s, C, 0.02, 3.0, 3)
-    assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * 150 * 0.05)
+    _trained(s, C, 3)  # median of (4, 4, 3): still 4
+    assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * per_epoch)
     assert probed == [D]  # timed once per architecture
-    # Revisits and trainings cut by the deadline say nothing about speed.
-    _trained(s, D, 0.05, 100.0, 1, reused_from=0)
-    _trained(s, MINIMAL.insert_block(0, 0).insert_block(0, 0), 0.04, 100.0, 1)
+    # Revisits and trainings cut by the time say nothing about epochs.
+    _trained(s, D, 1, reused_from=0)
+    _trained(s, MINIMAL.insert_block(0, 0).insert_block(0, 0), 1)
     s.history[-1]["scores"]["with_reg"]["stopped"] = "max_time"
-    assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * 150 * 0.05)
+    assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * per_epoch)
+    # The plan charged D's timing once (TIMING_STEPS steps), nothing else.
+    assert s.time_plan.spent == pytest.approx(timeplan.TIMING_STEPS * 0.05)
 
 
 def test_step_seconds_times_a_training_step_without_touching_global_state(digits):
@@ -701,7 +702,6 @@ def test_an_insertion_that_cannot_finish_ends_the_search(fake, clock, digits):
             self.skips.append(skipped)
 
     buf = io.StringIO()
-    clock.now = 0.0
     res = run_search(MINIMAL, digits, config(max_time=T, lasso_threshold=0.0), seed=0,
                      callbacks=[Seen(), TqdmProgress(file=buf)])
     trained = [r["operation"] for r in res.history if r["reused_from"] is None]
@@ -710,7 +710,7 @@ def test_an_insertion_that_cannot_finish_ends_the_search(fake, clock, digits):
     assert all(k["estimated_seconds"] > k["seconds_left"] for k in res.skipped)
     assert Seen.skips == res.skipped
     assert re.findall(r"skipped (\w+): ~\d+ s of training", buf.getvalue()) == ["insert"]
-    assert clock.now <= T  # every training ended before the deadline
+    assert fake.spent[-1] <= T  # every training ended within the plan's time
     assert res.stopped == "max_time"
     assert res.best_step is not None  # what the refit gets the time for
 
@@ -732,12 +732,11 @@ def test_insertions_leave_time_for_their_morph_step(fake, clock, digits, n_timed
     fake.seconds = lambda arch: arch.flops() * 5e-5
     full, _ = _deadline_run(digits, flop_budget=2e6)
     T = _until(full, n_timed) + spare
-    clock.now = 0.0
     res, ops = _deadline_run(digits, T, flop_budget=2e6)
     assert ops == trained
     assert [k["operation"] for k in res.skipped] == skipped
     assert all(k["estimated_seconds"] > k["seconds_left"] for k in res.skipped)
-    assert clock.now <= T  # every training ended before the deadline
+    assert fake.spent[-1] <= T  # every training ended within the plan's time
     assert res.history[-1]["within_budget"]
     assert res.stopped == "max_time"  # the plan was cut to fit
 
@@ -885,9 +884,13 @@ def test_removal_check_deletes_an_unused_block_and_keeps_a_useful_one(digits, sc
         unused.bias.clamp_(max=0)
     scores = search_mod.block_scores(net)
     assert scores[(1, 0)] > 1e-3 and scores[(0, 0)] > 1e-3
-    cfg = TrainConfig(device="cpu")
-    _, paper_rule = search_mod._confirmed_removals(net, data, 1e-3, cfg, check=False)
+
+    def losses(n):
+        logits = search_mod.valid_logits(n, data, "cpu")
+        return torch.nn.functional.cross_entropy(logits, data.y_valid, reduction="none")
+
+    _, paper_rule = search_mod._confirmed_removals(net, losses, 1e-3, check=False)
     assert paper_rule == []
-    left, removed = search_mod._confirmed_removals(net, data, 1e-3, cfg)
+    left, removed = search_mod._confirmed_removals(net, losses, 1e-3)
     assert removed == [(1, 0)]
     assert left.architecture == net.architecture.remove_blocks([(1, 0)])

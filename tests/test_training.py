@@ -32,7 +32,9 @@ from sklearn_resbuilder.training import (
     train_one,
     train_variants,
 )
+from sklearn_resbuilder import timeplan
 from sklearn_resbuilder import training as training_mod
+from sklearn_resbuilder.timeplan import TimePlan
 
 
 def _gen(seed=0):
@@ -356,42 +358,67 @@ def test_exploding_finite_loss_counts_as_divergence(small_data):
     assert (res.record["stopped"] or "").startswith("diverged")
 
 
-def test_deadline_in_the_past_trains_nothing(small_data):
+def _plan(max_time=100.0, step=0.01, **kw):
+    """A time plan whose every shape's step takes ``step`` seconds (no timing)."""
+    return TimePlan(max_time, timer=lambda arch, batch_size: step, **kw)
+
+
+def test_no_time_left_trains_nothing(small_data):
     module = _net()
     start = copy.deepcopy(module.state_dict())
-    cfg = TrainConfig(max_epochs=5, deadline=time.monotonic())
-    res = train_one(module, small_data, cfg, regularized=True)
+    plan = _plan()
+    plan.charge(plan.max_time)
+    cfg = TrainConfig(max_epochs=5)
+    res = train_one(module, small_data, cfg, regularized=True, slot=plan.training(1.0, 5))
     assert res.record["stopped"] == "max_time"
-    assert res.record["epochs"] == 0
+    assert res.record["epochs"] == 0 and res.record["planned_seconds"] == 0
     assert math.isnan(res.record["train_loss"])
     assert 0 <= res.record["valid_accuracy"] <= 1 and math.isfinite(res.record["valid_loss"])
     assert _same_weights(res.module, module) and all(
         torch.equal(res.module.state_dict()[k], v) for k, v in start.items())
 
 
-def test_deadline_during_training_stops_after_that_epoch(data):
-    offset = 0.3
-    cfg = TrainConfig(max_epochs=500, patience=500, augment=False,
-                      deadline=time.monotonic() + offset)
-    res = train_one(_net(width=16), data, cfg, regularized=False)
+def test_the_plan_stops_a_training_after_the_epochs_it_has_time_for(data):
+    plan = _plan(max_time=10.0)
+    cfg = TrainConfig(max_epochs=500, patience=500, augment=False)
+    net = _net(width=16)
+    per_epoch = plan.epoch_seconds(net.architecture, len(data.y_train), len(data.y_valid),
+                                   cfg.batch_size)
+    room = math.floor(plan.left() / per_epoch)
+    assert 2 <= room < 500
+    res = train_one(net, data, cfg, regularized=False,
+                    slot=plan.training(per_epoch, cfg.max_epochs))
+    # As many epochs as the modelled time holds, however long they took here.
     assert res.record["stopped"] == "max_time"
-    durations = [row["dur"] for row in res.history]
-    assert 1 <= res.record["epochs"] == len(durations) < 500
-    # The deadline is checked after every epoch: all epochs but the last ended before it.
-    assert sum(durations[:-1]) < offset
+    assert res.record["epochs"] == len(res.history) == room
+    assert res.record["planned_seconds"] == pytest.approx(room * per_epoch)
+    assert plan.left() < per_epoch
 
 
-def test_a_deadline_passed_in_the_last_epoch_is_a_complete_training(data, monkeypatch):
-    """The clock passes the deadline during the final epoch: the training is
-    whole (a refit that ran all its epochs is used, not discarded)."""
-    import types
-
-    ticks = iter([0.0, 1.0, 2.0, 3.0])  # the start check, then one per epoch end
-    monkeypatch.setattr(training_mod, "time", types.SimpleNamespace(
-        monotonic=lambda: next(ticks), perf_counter=time.perf_counter))
-    cfg = TrainConfig(max_epochs=2, augment=False, deadline=1.5)
-    res = refit(_net(), data, cfg, epochs=2)
+def test_a_training_the_plan_has_time_for_is_complete(data):
+    plan = _plan()
+    res = refit(_net(), data, TrainConfig(augment=False), epochs=2,
+                slot=plan.training(0.5, 2, phase="fit"))
     assert res.record["epochs"] == 2 and res.record["stopped"] is None
+    assert plan.spent == pytest.approx(2 * 0.5)  # its epochs, nothing timed
+
+
+def test_the_wall_clock_safety_net_stops_and_is_replayed(data):
+    """A machine far slower than its timed steps (the clock at 1.6 x max_time
+    after the first epoch): the training stops there, the stop is recorded,
+    and a replay of the plan stops at the same epoch without a clock."""
+    ticks = iter([0.0] * 3 + [1.6 * 10] * 100)  # t0, the start's and epoch 1's checks
+    plan = _plan(max_time=10.0, clock=lambda: next(ticks))
+    cfg = TrainConfig(max_epochs=5, patience=5, augment=False)
+    res = train_one(_net(), data, cfg, regularized=False, slot=plan.training(0.01, 5))
+    assert res.record["stopped"] == "hard stop" and res.record["epochs"] == 2
+    assert plan.hard_stops == [{"training": 0, "epochs": 2}]
+    reads = []
+    replay = TimePlan(10.0, recorded=plan.to_dict(), clock=lambda: reads.append(1) or 0.0)
+    again = train_one(_net(), data, cfg, regularized=False, slot=replay.training(0.01, 5))
+    assert again.record["stopped"] == "hard stop" and again.record["epochs"] == 2
+    assert len(reads) == 1  # the plan's start only: no stop decided by the clock
+    assert _same_weights(again.module, res.module)
 
 
 # ------------------------------------------------------------- train_variants
@@ -424,24 +451,30 @@ def test_train_variants_records_and_independence(small_data):
 
 
 def test_train_variants_starting_points(small_data):
-    """With the deadline already past nothing trains: WI and With Reg are the
-    start, and No Reg RI, which would be scored untrained, is left out."""
+    """With no time left nothing trains: WI and With Reg are the start, and
+    No Reg RI, which would be scored untrained, is left out."""
     module = _net(width=8, blocks=1, seed=3)
-    cfg = TrainConfig(max_epochs=2, deadline=time.monotonic())
-    res = train_variants(module, small_data, cfg, seed=0)
+    plan = _plan()
+    plan.charge(plan.max_time)
+    res = train_variants(module, small_data, TrainConfig(max_epochs=2), seed=0, plan=plan)
     assert _same_weights(res["with_reg"].module, module)      # continues from the weights
     assert _same_weights(res["no_reg_wi"].module, res["with_reg"].module)
     assert "no_reg_ri" not in res
     assert all(r.record["stopped"] == "max_time" for r in res.values())
-    # Without a deadline No Reg RI starts from a fresh init of the same architecture.
+    # Without a plan No Reg RI starts from a fresh init of the same architecture.
     ri = train_variants(module, small_data, TrainConfig(max_epochs=1), seed=0,
                         variants=("no_reg_ri",))["no_reg_ri"].module
     assert ri.architecture == module.architecture
     assert not torch.equal(ri.head.weight, module.head.weight)
-    cfg = TrainConfig(max_epochs=2, deadline=time.monotonic() + 3600)
-    # a subset of variants, still in the canonical order
-    only = train_variants(module, small_data, cfg, seed=0, variants=("no_reg_ri", "with_reg"))
+    # a subset of variants, still in the canonical order; each training is
+    # charged its epochs at the plan's modelled seconds
+    plan = _plan()
+    only = train_variants(module, small_data, TrainConfig(max_epochs=2), seed=0,
+                          variants=("no_reg_ri", "with_reg"), plan=plan)
     assert tuple(only) == ("with_reg", "no_reg_ri")
+    charged = sum(r.record["planned_seconds"] for r in only.values())
+    assert charged > 0
+    assert plan.spent == pytest.approx(charged + timeplan.TIMING_STEPS * 0.01)
 
 
 @pytest.mark.parametrize("n, batch_size", [(9, 4), (898, 128), (129, 128), (128, 128), (5, 128)])
