@@ -1,8 +1,9 @@
 """Shared test settings.
 
 One torch thread: the tests train tiny networks, where a second thread adds
-synchronisation cost, and CI machines (2 cores) run pytest beside other work;
-results do not depend on the thread count.
+synchronisation cost, and CI machines (2 cores) run pytest beside other work.
+The thread count changes CPU float sums, so results do depend on it: tests
+that compare fits made in different places set it themselves.
 """
 
 import os

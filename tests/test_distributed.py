@@ -89,8 +89,17 @@ def test_workers_are_separate_processes_with_one_torch_thread(client):
 
 @pytest.fixture(scope="module")
 def serial_search(data):
+    # Two torch threads here (the tests otherwise run with one), as in a
+    # user's process: the thread count changes CPU float sums, and serial
+    # cross-validation fits must still use the one thread a worker uses.
+    import torch
+
+    from sklearn_resbuilder.threads import torch_threads
+
     X, y = data
-    return GridSearchCV(ResBuilderClassifier(**TINY), GRID, cv=2, n_jobs=1).fit(X, y)
+    with torch_threads(2):
+        assert torch.get_num_threads() == 2
+        return GridSearchCV(ResBuilderClassifier(**TINY), GRID, cv=2, n_jobs=1).fit(X, y)
 
 
 def test_grid_search_on_dask_equals_serial(client, data, serial_search):
@@ -98,9 +107,11 @@ def test_grid_search_on_dask_equals_serial(client, data, serial_search):
     from distributed import get_task_stream
 
     X, y = data
+    from sklearn_resbuilder.threads import torch_threads
+
     search = GridSearchCV(ResBuilderClassifier(**TINY), GRID, cv=2, n_jobs=-1)
-    with get_task_stream(client) as stream, joblib.parallel_backend("dask"):
-        search.fit(X, y)
+    with get_task_stream(client) as stream, joblib.parallel_backend("dask"), torch_threads(2):
+        search.fit(X, y)  # the final refit runs here, with this process's threads
     # The fits ran on the cluster's workers, not in this process.
     workers = {t["worker"] for t in stream.data}
     assert workers and workers <= set(client.scheduler_info()["workers"])
@@ -115,20 +126,25 @@ def test_grid_search_on_dask_equals_serial(client, data, serial_search):
 def test_fit_on_a_worker_equals_fit_here(client, data, serial_search):
     # The refit above ran in this process; fit the same estimator on a worker
     # and bring it back (pickled through the scheduler): same network.
+    # A worker fits with one thread; so does n_jobs=1 here: the same model.
     X, y = data
     est = clone(serial_search.best_estimator_)
     remote = client.submit(est.fit, X, y, pure=False).result()
-    assert remote.best_architecture_ == serial_search.best_estimator_.best_architecture_
-    np.testing.assert_array_equal(remote.predict_proba(X),
-                                  serial_search.best_estimator_.predict_proba(X))
+    assert remote.n_threads_ == 1
+    here = clone(est).set_params(n_jobs=1).fit(X, y)
+    assert remote.best_architecture_ == here.best_architecture_
+    np.testing.assert_array_equal(remote.predict_proba(X), here.predict_proba(X))
 
 
 def test_cross_val_score_on_dask_equals_serial(client, data):
     import joblib
 
     X, y = data
+    from sklearn_resbuilder.threads import torch_threads
+
     est = ResBuilderClassifier(flop_budget=1e5, **TINY)
-    serial = cross_val_score(est, X, y, cv=2, n_jobs=1)
+    with torch_threads(2):  # a user's process: the CV fits still take one thread
+        serial = cross_val_score(est, X, y, cv=2, n_jobs=1)
     with joblib.parallel_backend("dask"):
         dask = cross_val_score(est, X, y, cv=2, n_jobs=-1)
     np.testing.assert_array_equal(dask, serial)
