@@ -162,14 +162,24 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         one), one thread, so that k parallel fits do not crowd the cores.
         -1 uses every core, -2 all but one.
     max_time : float, default=None
-        Wall-clock limit of ``fit`` in seconds (per call), checked between
-        epochs; the best network found so far is kept, and no insertion or
-        MorphNet step is started whose estimated training would not end in
-        time (``skipped_``). With ``refit``, the
-        search gets half of it and the refit the rest (its epochs sized to
-        fit, from the measured seconds per epoch; time the search left over
-        stretches the refit, up to 8x its planned epochs). With
-        ``checkpoint_dir``, the next ``fit`` goes on where this one stopped.
+        Time of ``fit`` in seconds (per call), turned into a plan: each
+        network shape's training step is timed once, and every training
+        runs the epochs the plan's modelled time left holds, so the wall
+        clock never decides an epoch (``plan_``; docs/user_guide.md, "Same
+        seed, same model under max_time"). The best network found so far is
+        kept, and no insertion or MorphNet step is started whose estimated
+        training would not fit (``skipped_``). With ``refit``, the search
+        gets half of it and the refit the rest (time the search left over
+        stretches the refit, up to 8x its planned epochs). A training still
+        running at 1.5 x ``max_time`` on the wall clock stops with a
+        warning. With ``checkpoint_dir``, the next ``fit`` goes on where
+        this one stopped.
+    plan : dict, default=None
+        A fitted estimator's ``plan_``: the fit replays that time plan (its
+        ``max_time``, step times and stops; with ``n_jobs=None`` its thread
+        count), timing nothing, and so repeats that fit exactly on the same
+        machine kind and precision. A ``ValueError`` names what does not
+        match (another ``max_time``, a shape the plan never timed).
     checkpoint_dir : str or path-like, default=None
         Directory for a resumable search: after every trained architecture the
         history, the random state and the current and best weights are written
@@ -245,10 +255,18 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         Why the search ended early: "max_time", "interrupted" (Ctrl-C during
         ``fit``, which then returns the best network so far) or "collapsed at
         start"; None if it ran all its steps.
+    plan_ : dict or None
+        With ``max_time`` or ``plan``: the time plan this fit followed
+        (JSON-serialisable; saved with the model): ``max_time``,
+        ``search_seconds``, ``step_seconds`` (per shape and batch size),
+        ``hard_stops``, ``context`` (device, precision, threads),
+        ``planned_seconds`` and ``wall_seconds``. Pass it as ``plan`` to
+        replay the fit. None without ``max_time``.
     skipped_ : list of dict
         With ``max_time``: the operations the search left out because their
         estimated training time (from the search's own seconds per epoch)
-        would not have ended in the search's share of ``max_time``, each
+        would not have fitted in the search's share of ``max_time`` (the
+        plan's modelled seconds), each
         ``{"operation": "insert" or "morph", "step", "estimated_seconds",
         "seconds_left"}``. A skipped insertion moves on to its cycle's
         MorphNet step if that one still fits, else it ends the search; a
