@@ -174,7 +174,7 @@ class SearchCheckpoint:
 
     # ----------------------------------------------------------------- write
     def save(self, meta: dict, tensors: dict) -> Path:
-        """Write one checkpoint atomically; keep the newest ``KEEP``.
+        """Write one checkpoint atomically; keep the newest ``KEEP``, drop later ones.
 
         ``meta`` must be JSON-serialisable (with ``history``); ``tensors`` maps
         names to state dicts. Raises :class:`CheckpointError` when the write
@@ -196,7 +196,12 @@ class SearchCheckpoint:
                 f"({exc.strerror or exc}); the previous checkpoint "
                 f"({kept[-1] if kept else 'none'}) is kept: free space and call fit "
                 "again to resume") from exc
-        for old in self.files()[:-KEEP] + self._stale_temporaries():
+        # The state just written is the newest: a later one (a search rewound
+        # to where max_time first left an operation out) is superseded.
+        files = self.files()
+        newer = files[files.index(path) + 1:]
+        kept = files[:files.index(path) + 1]
+        for old in newer + kept[:-KEEP] + self._stale_temporaries():
             old.unlink(missing_ok=True)
         return path
 

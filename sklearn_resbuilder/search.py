@@ -174,6 +174,7 @@ class _Search:
         self.stopped = None
         self.skipped: list[dict] = []  # operations the time plan left out (see _skip)
         self._saved = None  # the last checkpoint written: (meta, tensors)
+        self._resume_point = None  # _saved when max_time first left an operation out
         if state is not None:
             self._restore(state)
         else:
@@ -262,6 +263,8 @@ class _Search:
                    "estimated_seconds": round(estimate, 1),
                    "seconds_left": round(self.time_plan.left(), 1)}
         self.skipped.append(skipped)
+        if self._resume_point is None:
+            self._resume_point = self._saved
         for cb in self.callbacks:
             if hasattr(cb, "on_skip"):
                 cb.on_skip(skipped)
@@ -490,12 +493,19 @@ class _Search:
         self._saved = (copy.deepcopy(meta), tensors)  # the history list grows on
 
     def save_call_end(self) -> None:
-        """Mark the last checkpoint as the end of a fit call that ``max_time``
-        stopped: the next fit goes on from it with a ``max_time`` of its own
-        (after a kill or a Ctrl-C it goes on with the plan's time as it was)."""
-        if self.checkpoint is not None and self._saved is not None:
-            meta, tensors = self._saved
-            self.checkpoint.save({**meta, "call_ended": True}, tensors)
+        """Mark the end of a fit call that ``max_time`` stopped: the next fit
+        goes on with a ``max_time`` of its own (after a kill or a Ctrl-C it
+        goes on with the plan's time as it was).
+
+        It goes on from the first operation the plan left out, not from the
+        end of the plan: the MorphNet steps this call ran after skipping a
+        cycle are run again, after the insertions it skipped.
+        """
+        point = self._resume_point or self._saved
+        if self.checkpoint is not None and point is not None:
+            meta, tensors = point
+            elapsed = self.elapsed_before + time.monotonic() - self.t0
+            self.checkpoint.save({**meta, "elapsed": elapsed, "call_ended": True}, tensors)
 
     def _restore(self, state: dict) -> None:
         device = self.config.train.device

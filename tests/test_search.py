@@ -741,6 +741,35 @@ def test_insertions_leave_time_for_their_morph_step(fake, clock, digits, n_timed
     assert res.stopped == "max_time"  # the plan was cut to fit
 
 
+def test_the_next_fit_goes_on_from_the_first_operation_the_plan_left_out(fake, clock, digits,
+                                                                         tmp_path):
+    # As in insertion-skipped-for-the-morph-step: the first fit skips the
+    # second insertion and trains the MorphNet step instead. The checkpoint
+    # it leaves is the state before the skip, so the next fit (a max_time of
+    # its own) trains the skipped insertion and ends as an uninterrupted run.
+    from sklearn_resbuilder.checkpoint import SearchCheckpoint
+
+    fake.seconds = lambda arch: arch.flops() * 5e-5
+    full, full_ops = _deadline_run(digits, flop_budget=2e6)
+    T = _until(full, 2) + 201.0
+    ckpt = SearchCheckpoint(tmp_path, {"data": "d", "params": {}})
+    first = run_search(MINIMAL, digits, config(max_time=T, lasso_threshold=0.0,
+                                               flop_budget=2e6), seed=0, checkpoint=ckpt)
+    assert [k["operation"] for k in first.skipped] == ["insert"]
+    state = ckpt.load()
+    assert state["call_ended"] is True and state["skipped"] == []
+    assert len(state["history"]) == first.skipped[0]["step"] < len(first.history)
+    # Later checkpoints of the first fit were dropped: the rewound one is the newest.
+    assert [p.name for p in ckpt.files()][-1] == f"search-{len(state['history']):04d}.ckpt"
+    second = run_search(MINIMAL, digits, config(max_time=1e9, lasso_threshold=0.0,
+                                                flop_budget=2e6), seed=0, checkpoint=ckpt,
+                        resume=state)
+    assert second.stopped is None and second.skipped == []
+    assert [r["architecture"] for r in second.history] == [r["architecture"]
+                                                           for r in full.history]
+    assert [r["operation"] for r in second.history if r["reused_from"] is None] == full_ops
+
+
 # ------------------------------------------------------------------ Ctrl-C
 @pytest.fixture
 def python_sigint():
