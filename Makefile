@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/quickstart.py
+	$(PY) examples/quickstart.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

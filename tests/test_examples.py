@@ -1,6 +1,7 @@
 """Every example runs in smoke mode (RESBUILDER_SMOKE=1 shrinks data and epochs),
 so examples never rot."""
 
+import json
 import os
 import re
 import subprocess
@@ -12,9 +13,9 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _run(name, **extra_env):
+def _run(name, *args, **extra_env):
     env = {**os.environ, "RESBUILDER_SMOKE": "1", "OMP_NUM_THREADS": "1", **extra_env}
-    out = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True,
+    out = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True,
                          text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
@@ -30,6 +31,21 @@ def test_quickstart_reports_accuracy_architecture_and_budget():
     assert 0 < flops <= budget
     assert re.search(r"architectures tried: \d+", out)
     assert "Architecture(input 1x28x28" in out and "total" in out
+
+
+def test_quickstart_replays_its_time_plan_to_the_same_model(tmp_path):
+    pytest.importorskip("mnist")
+    plan = tmp_path / "plan.json"
+    first = _run("quickstart.py", "--seed", "1", "--save-plan", str(plan))
+    assert f"written to {plan}" in first and json.loads(plan.read_text())["max_time"] == 60
+    again = _run("quickstart.py", "--seed", "1", "--plan", str(plan))
+
+    def model(out):  # steps (without their seconds), accuracy, FLOPs and the layer table
+        lines = re.findall(r"^(?:step |test accuracy|FLOPs per image|architectures tried|"
+                           r"Architecture\(|stem|pool|stage|head|total).*$", out, flags=re.M)
+        return [re.sub(r" \([0-9.]+s\)$", "", line) for line in lines]
+
+    assert model(again) == model(first) and len(model(first)) > 5
 
 
 def test_architectures_example_prints_both_presets():
