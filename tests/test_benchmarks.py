@@ -92,3 +92,22 @@ def test_inputs_benchmark_prints_its_tables(tmp_path):
     assert starts["large"] < starts["large, old"] / 10
     if report["config"]["images"] == "mnist":  # 28 px and 112 px pooled to 28: same maps
         assert starts["large"] < 3 * starts["native"]
+
+
+def test_seed_spread_reads_the_numbers_the_demo_prints():
+    """benchmarks/seed_spread.py parses quickstart's output; the README's demo
+    output is such an output, so the parser and the README cannot drift apart."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import seed_spread
+    finally:
+        sys.path.remove(str(BENCH))
+    readme = (BENCH.parent / "README.md").read_text()
+    block = readme[readme.index("step   0 start"):]
+    row = seed_spread.parse(block[:block.index("```")])
+    assert row["accuracy"] == 0.9922 and row["flops"] == 8_191_232
+    assert row["architectures"] == len(row["steps"]) == 12
+    assert (row["fit_s"], row["search_s"], row["refit_epochs"]) == (267, 101, 64)
+    assert not any(s.endswith("s)") for s in row["steps"])
+    with pytest.raises(ValueError, match="no .accuracy. line"):
+        seed_spread.parse("step   0 start\n")

@@ -565,3 +565,32 @@ def test_pyramid_start_is_the_doubling_net():
     assert [s.width for s in clf.best_architecture_.stages] == [16, 32, 64]
     with pytest.raises(ValueError, match="start"):
         ResBuilderClassifier(start="pyramids").fit(X, y)
+
+
+def _approx_floats(record):
+    """Losses to 1e-5 (float32 kernels may round differently between CPU kinds);
+    everything else (architectures, accuracies, epochs, steps) exactly."""
+    if isinstance(record, dict):
+        return {k: _approx_floats(v) for k, v in record.items()}
+    if isinstance(record, list):
+        return [_approx_floats(v) for v in record]
+    if isinstance(record, float):
+        return pytest.approx(record, rel=1e-5)
+    return record
+
+
+def test_a_fixed_seed_follows_the_recorded_search_path():
+    """The search's whole path (every step's architecture, FLOPs, omega, removals
+    and scores) for one seed equals the one recorded in tests/data: a refactor
+    that means to keep behaviour must keep this."""
+    import importlib.util
+    path = Path(__file__).parent / "data" / "make_recorded_history.py"
+    spec = importlib.util.spec_from_file_location("make_recorded_history", path)
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    recorded = json.loads(path.with_name("recorded_history.json").read_text())
+    assert recorded["params"] == maker.PARAMS
+    history = maker.fit_history()
+    assert [r["operation"] for r in history] == [r["operation"] for r in recorded["history"]]
+    assert {"insert", "remove", "morph"} <= {r["operation"] for r in history}
+    assert history == _approx_floats(recorded["history"])
