@@ -28,7 +28,9 @@ from sklearn_resbuilder import Architecture
 from sklearn_resbuilder.data import channel_stats, to_images, validation_split
 from sklearn_resbuilder.network import ResBuilderNet
 from sklearn_resbuilder.regularizers import alive_widths, block_scores
-from sklearn_resbuilder.training import TrainConfig, TrainingData, prepare_batch, train_one
+from sklearn_resbuilder.inference import prepare_batch
+from sklearn_resbuilder.training import TrainConfig, train_one
+from sklearn_resbuilder.training_data import TrainingData
 
 
 def load(args):

@@ -54,7 +54,9 @@ def run_r18(args, X, y, Xt, yt):
     on the same split and epoch budget the estimator uses."""
     from sklearn_resbuilder.data import channel_stats, validation_split
     from sklearn_resbuilder.estimator import resolve_device
-    from sklearn_resbuilder.training import TrainConfig, TrainingData, prepare_batch, train_one
+    from sklearn_resbuilder.inference import prepare_batch
+    from sklearn_resbuilder.training import TrainConfig, train_one
+    from sklearn_resbuilder.training_data import TrainingData
 
     device = resolve_device(args.device)
     t = time.perf_counter()

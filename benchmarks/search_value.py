@@ -59,7 +59,7 @@ from torch.optim.lr_scheduler import OneCycleLR
 from sklearn_resbuilder import Architecture, ResBuilderClassifier
 from sklearn_resbuilder.datasets import load_mnist
 from sklearn_resbuilder.flops import largest_omega, torch_flops
-from sklearn_resbuilder.training import BatchAugment
+from sklearn_resbuilder.augment import BatchAugment
 
 ROWS = ("resbuilder", "uniform", "cnn", "random", "svc", "mlp")
 BATCH = 128

@@ -69,8 +69,10 @@ from sklearn_resbuilder.allocator import training_malloc
 from sklearn_resbuilder.estimator import resolve_mixed_precision
 from sklearn_resbuilder.regularizers import PROXIMAL_LR_RATIO, penalty_value, proximal_step
 from sklearn_resbuilder.search import SearchConfig, run_search
-from sklearn_resbuilder.training import (TrainConfig, TrainingData, bf16_autocast, inference_copy,
-                                         make_augment, predict_logits, prepare_batch, train_one)
+from sklearn_resbuilder.augment import make_augment
+from sklearn_resbuilder.inference import (bf16_autocast, inference_copy, predict_logits, prepare_batch)
+from sklearn_resbuilder.training import TrainConfig, train_one
+from sklearn_resbuilder.training_data import TrainingData
 
 BATCH = 128
 

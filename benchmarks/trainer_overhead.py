@@ -36,7 +36,9 @@ from torch.nn import functional as F
 
 from sklearn_resbuilder import Architecture, datasets
 from sklearn_resbuilder.regularizers import layer_lasso_penalty, morphnet_penalty
-from sklearn_resbuilder.training import BatchAugment, TrainConfig, TrainingData, train_one
+from sklearn_resbuilder.augment import BatchAugment
+from sklearn_resbuilder.training import TrainConfig, train_one
+from sklearn_resbuilder.training_data import TrainingData
 
 BATCH = 128
 

@@ -6,7 +6,6 @@ import copy
 import math
 import os
 import warnings
-from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -23,8 +22,9 @@ from .data import check_labels, check_same_shape, to_images, validation_split
 from .search import SearchConfig, TqdmProgress, run_search
 from .threads import resolve_threads, torch_threads
 from .timeplan import HARD_STOP_FACTOR, TimePlan, check_plan
-from .training import (TrainConfig, TrainingData, inference_copy, predict_logits, prepare_batch,
-                       refit, refit_epochs)
+from .inference import inference_copy, predict_logits, prepare_batch
+from .training import TrainConfig, refit, refit_epochs
+from .training_data import TrainingData
 
 #: Share of ``max_time`` kept for the refit; the search gets the rest. 0.5,
 #: not 0.2: MNIST 10k at T = 300 s gained 0.13-0.23 points (docs/algorithm.md).

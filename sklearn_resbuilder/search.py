@@ -33,8 +33,10 @@ from .flops import largest_omega
 from .network import ResBuilderNet, insert_block, remove_blocks, resize
 from .regularizers import alive_widths, block_scores
 from .timeplan import TimePlan
-from .training import (TrainConfig, TrainingData, flip_invariant, step_seconds, train_variants,
-                       valid_logits)
+from .augment import flip_invariant
+from .inference import valid_logits
+from .training import TrainConfig, step_seconds, train_variants
+from .training_data import TrainingData
 
 NO_REG = ("no_reg_wi", "no_reg_ri")
 

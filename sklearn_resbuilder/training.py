@@ -1,13 +1,14 @@
-"""Training one architecture: the skorch trainer and the three variants (paper §4.1).
+"""Training one architecture: the search's three variants (paper §4.1), the
+refit, and the step timing ``max_time``'s plan is made from.
 
-- :class:`ResBuilderTrainer` -- a skorch ``NeuralNetClassifier`` whose
-  ``get_loss`` adds ``lambda_M G_M + lambda_Lambda G_Lambda`` (paper eq. 5) and
-  whose ``infer`` scales, standardises and (in training) augments each batch on
-  the training device.
 - :func:`train_variants` -- With Reg, No Reg WI and No Reg RI for one
   architecture, each with early stopping on validation loss (best epoch
-  restored), the epochs ``max_time``'s plan leaves it and a guard against
-  diverging loss.
+  restored), the epochs ``max_time``'s plan leaves it and the stops of
+  :mod:`~sklearn_resbuilder.callbacks`;
+- :func:`refit` -- the chosen network on all training images, one-cycle;
+- :func:`step_seconds` -- one timed training step of a shape.
+
+The trainer itself is :class:`~sklearn_resbuilder.trainer.ResBuilderTrainer`.
 """
 
 from __future__ import annotations
@@ -23,479 +24,19 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
+from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
-from skorch.utils import to_tensor
-from torch import nn
 from torch.nn import functional as F
-from torchvision.transforms import v2
 
+from .augment import make_augment
+from .callbacks import stop_callbacks
+from .inference import PREDICT_BATCH_SIZE
 from .network import ResBuilderNet
-from .regularizers import PROXIMAL_LR_RATIO, alive_widths, penalty_value, proximal_step
+from .trainer import ResBuilderTrainer
+from .training_data import TensorBatches, TrainingData, joined
 
 VARIANTS = ("with_reg", "no_reg_wi", "no_reg_ri")
-
-
-# ------------------------------------------------------------------ augmentation
-class BatchAugment(v2.Transform):
-    """Per-sample random shift and horizontal flip of an image batch, on its device.
-
-    torchvision's own ``RandomAffine``/``RandomHorizontalFlip`` draw one set of
-    parameters per call, i.e. the same shift for a whole batch; this transform
-    draws one per image and applies all of them with two ``gather`` calls (no
-    Python loop over images). Shifts are whole pixels, up to ``shift`` of the
-    image size (10 % of 28 px: 3 px); borders repeat the edge pixel (Keras'
-    "nearest" fill, as the paper used).
-
-    Parameters
-    ----------
-    shift : float
-        Maximum shift as a fraction of height/width (paper: 0.1). 0 disables.
-    flip : bool
-        Random horizontal flips with probability 0.5.
-    generator : torch.Generator, optional
-        On the batch's device; makes the augmentation reproducible.
-    """
-
-    def __init__(self, shift: float = 0.1, flip: bool = True, generator=None):
-        super().__init__()
-        self.shift, self.flip, self.generator = float(shift), bool(flip), generator
-
-    def _offsets(self, n, size, device):
-        m = int(round(self.shift * size))
-        if m == 0:
-            return torch.zeros(n, dtype=torch.long, device=device)
-        return torch.randint(-m, m + 1, (n,), generator=self.generator, device=device)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W)
-        if x.ndim != 4 or not (self.shift or self.flip):
-            return x
-        n, c, h, w = x.shape
-        dev = x.device
-        # Source row/column of every output pixel; clamping repeats the edge.
-        rows = (torch.arange(h, device=dev) + self._offsets(n, h, dev)[:, None]).clamp_(0, h - 1)
-        cols = (torch.arange(w, device=dev) + self._offsets(n, w, dev)[:, None]).clamp_(0, w - 1)
-        if self.flip:
-            flip = torch.rand(n, device=dev, generator=self.generator) < 0.5
-            cols = torch.where(flip[:, None], cols.flip(1), cols)
-        x = x.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
-        return x.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
-
-
-def make_augment(augment, device, seed=None):
-    """The batch transform for ``augment`` = True (shift + flip), "shift", "flip" or False.
-
-    "auto" is decided by the search (:func:`flip_invariant`); until then it
-    means "shift"."""
-    if augment is False or augment is None:
-        return None
-    if augment is True:
-        shift, flip = 0.1, True
-    elif augment in ("shift", "auto"):
-        shift, flip = 0.1, False
-    elif augment == "flip":
-        shift, flip = 0.0, True
-    else:
-        raise ValueError(f"augment must be True, False, 'auto', 'shift' or 'flip', got {augment!r}")
-    gen = None
-    if seed is not None:
-        gen = torch.Generator(device=device)
-        gen.manual_seed(int(seed))
-    return BatchAugment(shift, flip, gen)
-
-
-@torch.no_grad()
-def predict_logits(module: nn.Module, X, mean, std, device="cpu", *, batch_size: int = 1024,
-                   mirror: bool = False) -> torch.Tensor:
-    """``module``'s float logits on the images ``X`` (uint8 or float, (n, C, H, W)),
-    in eval mode and channels-last batches of ``batch_size`` (``mirror``:
-    flipped left-right). Train mode is restored; the logits stay on ``device``."""
-    was = module.training
-    module.eval()
-    out = []
-    for i in range(0, len(X), batch_size):
-        xb = prepare_batch(X[i:i + batch_size], mean, std, device)
-        if mirror:
-            xb = xb.flip(-1)
-        # Channels-last: oneDNN's (and cuDNN's) faster layout for these convs.
-        out.append(module(xb.contiguous(memory_format=torch.channels_last)).float())
-    module.train(was)
-    return torch.cat(out)
-
-
-def bf16_autocast(device, enabled: bool = True):
-    """``torch.autocast`` to bfloat16 on ``device``'s kind: what
-    ``mixed_precision`` trains under (the trainer and :func:`step_seconds`)."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def inference_copy(module: nn.Module, device="cpu") -> nn.Module:
-    """An eval-mode copy of ``module`` on ``device``, weights in channels-last.
-
-    What :func:`predict_logits` runs fastest: with plain (NCHW) weights
-    oneDNN reorders them on every call, and eval-mode passes ran 1.5-2x
-    slower (MNIST, 2 threads: the demo's net 3,630 against 7,265 img/s,
-    docs/benchmarks.md). A copy, so a fitted estimator's own weights stay
-    plain (what save and export expect) and concurrent predictions never
-    move them.
-    """
-    return copy.deepcopy(module).to(device=device, memory_format=torch.channels_last).eval()
-
-
-def valid_logits(module: nn.Module, data: "TrainingData", device="cpu", *,
-                 mirror: bool = False) -> torch.Tensor:
-    """:func:`predict_logits` on ``data``'s validation images."""
-    return predict_logits(module, data.X_valid, data.mean, data.std, device, mirror=mirror)
-
-
-@torch.no_grad()
-def flip_invariant(module: nn.Module, data: "TrainingData", device="cpu") -> dict:
-    """Does ``module`` (trained without flips) classify mirrored validation images
-    as well as the originals? Decides ``augment="auto"``.
-
-    Flips are chosen when the network has learned something (accuracy four
-    standard errors above the majority class) and the accuracy on
-    horizontally flipped images is at least the accuracy on the originals
-    minus two paired standard errors:
-    mirrored digits or letters lose far more (measured: digits 0.95 -> 0.4),
-    mirror-symmetric classes nothing.
-
-    Returns
-    -------
-    dict
-        ``{"flip": bool, "accuracy": float, "flipped_accuracy": float}``.
-    """
-    y = data.y_valid.to(device)
-    a = (valid_logits(module, data, device).argmax(1) == y).float()
-    b = (valid_logits(module, data, device, mirror=True).argmax(1) == y).float()
-    d = a - b
-    se = float(d.std()) / math.sqrt(len(d)) if len(d) > 1 else 0.0
-    # A network no better than the majority class cannot tell: no flips (they
-    # cost 5-8 points where they are wrong, shifts alone rarely cost any).
-    chance = float(torch.bincount(data.y_valid).max()) / len(data.y_valid)
-    learned = float(a.mean()) - chance > 4 * math.sqrt(chance * (1 - chance) / len(a))
-    return {"flip": bool(learned and float(d.mean()) <= 2 * se), "accuracy": float(a.mean()),
-            "flipped_accuracy": float(b.mean())}
-
-
-# ----------------------------------------------------------------- batching
-class TensorBatches:
-    """Batches sliced straight out of a skorch ``Dataset`` holding tensors.
-
-    skorch's default ``DataLoader`` indexes one sample at a time and collates;
-    slicing whole index batches keeps the per-batch cost independent of the
-    batch size. Passed to the trainer as ``iterator_train``/``iterator_valid``.
-
-    Shuffled (training) epochs are cut into ``ceil(n / batch_size)`` batches
-    of near-equal size (898 images at 128: eight of 112-113, not seven of 128
-    and one of 2). A tail batch of a few samples gives a noisy step at full
-    learning rate and pulls BatchNorm's running statistics toward its few
-    samples, and the last one of the last epoch is what prediction then uses:
-    measured on digits (898 refit images, five seeds of one net), 0.9749 mean
-    test accuracy with the 2-sample tail, 0.9818 with balanced batches
-    (docs/algorithm.md, deviation 15). Unshuffled (prediction) batches are
-    plain ``batch_size`` slices.
-    """
-
-    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None):
-        self.X, self.y = dataset.X, dataset.y
-        self.batch_size, self.shuffle, self.generator = int(batch_size), shuffle, generator
-
-    def __len__(self):
-        return math.ceil(len(self.X) / self.batch_size)
-
-    def __iter__(self):
-        n = len(self.X)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.X.device)
-            for idx in torch.tensor_split(order, len(self)) if n else ():
-                yb = self.y[idx] if self.y is not None else torch.zeros(len(idx))
-                yield self.X[idx], yb
-            return
-        for start in range(0, n, self.batch_size):
-            xb = self.X[start:start + self.batch_size]
-            yb = (self.y[start:start + self.batch_size] if self.y is not None
-                  else torch.zeros(len(xb)))
-            yield xb, yb
-
-
-# ---------------------------------------------------------------- callbacks
-class StopTraining(Callback):
-    """Stops a training where its time plan says (checked between epochs) and
-    when the training loss diverges, restoring the last good weights.
-
-    ``slot`` (a :class:`~sklearn_resbuilder.timeplan.Slot`, with ``max_time``)
-    caps the epochs the time plan leaves this training, and holds the
-    wall-clock safety net of :mod:`~sklearn_resbuilder.timeplan`.
-    Diverging means non-finite, or ``explode_factor`` times the first batch's
-    loss: a too large lambda or lr (the paper's Fig. 10) blows the loss up to
-    1e11 and more long before it overflows. A regularised training also
-    stops when the penalties leave a residual stream with no alive channel
-    (the search discards such a network). Stopping uses skorch's own
-    mechanism (raising ``KeyboardInterrupt``, caught by ``partial_fit``, as
-    ``EarlyStopping`` does). The reason lands in ``net.stop_reason_``: None,
-    "max_time", "hard stop", "diverged: ..." or "collapsed: ...".
-    """
-
-    def __init__(self, slot=None, explode_factor: float = 1e3):
-        self.slot = slot
-        self.explode_factor = explode_factor
-
-    def initialize(self):
-        self._good = None
-        self._first = None
-        return self
-
-    def on_train_begin(self, net, **kwargs):
-        net.stop_reason_ = None
-        self._first = None
-        self._good = copy.deepcopy(net.module_.state_dict())
-
-    def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
-        if not training or loss is None:
-            return
-        value = float(loss.detach())
-        if self._first is None and math.isfinite(value):
-            self._first = value
-        reason = None
-        if not math.isfinite(value):
-            reason = "non-finite training loss"
-        elif value > self.explode_factor * max(self._first, 1e-3):
-            reason = f"training loss {value:.3g} > {self.explode_factor:g} x the first batch's"
-        if reason:
-            net.stop_reason_ = f"diverged: {reason} in epoch {len(net.history)}"
-            net.module_.load_state_dict(self._good)
-            raise KeyboardInterrupt
-
-    def on_epoch_end(self, net, **kwargs):
-        if net.morph_strength or net.lasso_strength:
-            groups, _ = alive_widths(net.module_, net.gamma_threshold)
-            if min(groups) == 0:
-                # The penalties killed a whole residual stream: the search rolls
-                # this network back, so the rest of the training is wasted.
-                net.stop_reason_ = f"collapsed: a stream died in epoch {len(net.history)}"
-                raise KeyboardInterrupt
-        if all(torch.isfinite(p).all() for p in net.module_.parameters()):
-            self._good = copy.deepcopy(net.module_.state_dict())
-        # The plan's epochs are used up (after the last epoch: complete).
-        reason = None if self.slot is None else self.slot.stop_reason(len(net.history),
-                                                                      net.max_epochs)
-        if reason is not None:
-            net.stop_reason_ = reason
-            raise KeyboardInterrupt
-
-
-# ------------------------------------------------------------------ trainer
-def prepare_batch(x, mean=None, std=None, device="cpu") -> torch.Tensor:
-    """A batch as the network sees it: on ``device``, float32, uint8 scaled to
-    [0, 1], then standardised per channel with ``mean``/``std`` (shape (C,))."""
-    x = to_tensor(x, device=device)
-    if x.dtype == torch.uint8:
-        x = x.float().div_(255.0)
-    elif x.dtype != torch.float32:
-        x = x.float()
-    if mean is not None:
-        shape = (1, x.shape[1], 1, 1)
-        x = (x - torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)) \
-            / torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
-    return x
-
-
-class ResBuilderTrainer(NeuralNetClassifier):
-    """skorch classifier for a :class:`ResBuilderNet` with ResBuilder's loss (eq. 5).
-
-    ``loss = CE + lambda_Lambda G_Lambda + lambda_M G_M`` during training;
-    validation loss is plain cross entropy (it drives early stopping). L2
-    (lambda_0) is Adam's ``weight_decay``.
-
-    Parameters
-    ----------
-    module : ResBuilderNet
-        Trained in place, from its current weights.
-    morph_strength : float
-        lambda_M, MorphNet's FLOP regularizer strength.
-    lasso_strength : float
-        lambda_Lambda, LayerLasso strength.
-    gamma_threshold : float
-        tau_M, MorphNet's alive threshold on |gamma|.
-    input_mean, input_std : array-like of shape (C,)
-        Per-channel standardisation (computed on the training split).
-    augment : torchvision transform or None
-        Applied to training batches only, after standardisation.
-    mixed_precision : bool
-        Forward passes under ``torch.autocast`` (bfloat16) on the trainer's
-        device; the logits come back as float32, so the loss, the penalties
-        and the weights stay float32.
-    channels_last : bool
-        Feed batches in channels-last memory format (the module should be
-        converted too): faster convolutions on CUDA tensor cores and CPUs.
-    **kwargs
-        Passed to ``skorch.NeuralNetClassifier``.
-    """
-
-    def __init__(self, module, *, morph_strength=0.0, lasso_strength=0.0, gamma_threshold=1e-2,
-                 input_mean=None, input_std=None, augment=None, mixed_precision=False,
-                 channels_last=False, **kwargs):
-        # Set before skorch's __init__: afterwards skorch refuses plain attributes
-        # holding torch modules (the augmentation is a v2.Transform).
-        self.morph_strength = morph_strength
-        self.lasso_strength = lasso_strength
-        self.gamma_threshold = gamma_threshold
-        self.input_mean = input_mean
-        self.input_std = input_std
-        self.augment = augment
-        self.mixed_precision = mixed_precision
-        self.channels_last = channels_last
-        kwargs.setdefault("criterion", nn.CrossEntropyLoss)
-        kwargs.setdefault("optimizer", torch.optim.Adam)
-        super().__init__(module, **kwargs)
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        """CE, plus in training the value of eq. 5's penalty terms.
-
-        The penalties are added as a constant (no gradient): Adam would
-        normalise their gradient away (DESIGN.md §10), so they act through
-        :meth:`train_step`'s proximal update instead. The reported training
-        loss is still the whole of eq. 5 (with the size scale of
-        :func:`~sklearn_resbuilder.regularizers.penalty_scale`).
-        """
-        loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        if training and (self.morph_strength or self.lasso_strength):
-            with torch.no_grad():
-                penalty = penalty_value(self.module_, self.morph_strength,
-                                        self.lasso_strength, self.gamma_threshold)
-            loss = loss + penalty
-        return loss
-
-    def train_step(self, batch, **fit_params):
-        """skorch's step (Adam on the CE), then the penalties' proximal step."""
-        step = super().train_step(batch, **fit_params)
-        if self.morph_strength or self.lasso_strength:
-            lr = self.optimizer_.param_groups[0]["lr"]
-            proximal_step(self.module_, PROXIMAL_LR_RATIO * lr, self.morph_strength,
-                          self.lasso_strength, self.gamma_threshold)
-        return step
-
-    def preprocess(self, x, training: bool = False) -> torch.Tensor:
-        """:func:`prepare_batch`, then augmentation in training."""
-        x = prepare_batch(x, self.input_mean, self.input_std, self.device)
-        if training and self.augment is not None:
-            x = self.augment(x)
-        return x
-
-    def infer(self, x, **fit_params):
-        x = self.preprocess(x, training=self.module_.training)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if not self.mixed_precision:
-            return super().infer(x, **fit_params)
-        with bf16_autocast(self.device):
-            out = super().infer(x, **fit_params)
-        return out.float()
-
-
-# ------------------------------------------------------------ data & config
-@dataclass
-class TrainingData:
-    """Training and validation tensors (uint8 or float32, ``(n, C, H, W)``;
-    C-contiguous or ``channels_last``)."""
-
-    X_train: torch.Tensor
-    y_train: torch.Tensor
-    X_valid: torch.Tensor
-    y_valid: torch.Tensor
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def from_arrays(cls, X_train, y_train, X_valid, y_valid, mean=None, std=None):
-        """Wrap numpy arrays (no copy for C-contiguous or channel-last input);
-        stats default to the train split's."""
-        if mean is None or std is None:
-            from .data import channel_stats
-
-            mean, std = channel_stats(X_train)
-        t = cls._tensor
-        return cls(t(X_train), t(y_train, torch.long), t(X_valid), t(y_valid, torch.long),
-                   np.asarray(mean, np.float32), np.asarray(std, np.float32))
-
-    @staticmethod
-    def _tensor(a, dtype=None) -> torch.Tensor:
-        """``torch.as_tensor`` sharing ``a``'s memory when torch can: C-contiguous
-        or channel-last arrays (not other strides: negative ones, say)."""
-        from .data import is_channels_last
-
-        a = np.asarray(a)
-        if not (a.flags.c_contiguous or is_channels_last(a)):
-            a = np.ascontiguousarray(a)
-        return torch.as_tensor(a, dtype=dtype)
-
-    @classmethod
-    def from_split(cls, images, y, train_idx, valid_idx):
-        """The training and validation samples of ``images``, copied once.
-
-        Both parts are slices of one buffer (training samples first) in the
-        memory layout of ``images``: a channel-last input stays channel-last
-        (``channels_last`` tensors, what the network runs in), and is never
-        transposed into a second copy. The channel statistics are the
-        training part's.
-
-        Parameters
-        ----------
-        images : ndarray of shape (n, C, H, W)
-            From :func:`~sklearn_resbuilder.data.to_images`, C-contiguous or
-            channel-last.
-        y : ndarray of shape (n,)
-            Encoded labels.
-        train_idx, valid_idx : ndarray of int
-            From :func:`~sklearn_resbuilder.data.validation_split`.
-
-        Returns
-        -------
-        TrainingData
-        """
-        from .data import channel_stats, take_samples
-
-        order = np.concatenate([train_idx, valid_idx])
-        n_train = len(train_idx)
-        both = take_samples(images, order)  # the one full-size copy
-        mean, std = channel_stats(both[:n_train])
-        # One tensor over the buffer, sliced in torch, so both parts share
-        # one storage (as_tensor of each numpy slice would make two).
-        X, labels = cls._tensor(both), torch.as_tensor(np.asarray(y)[order], dtype=torch.long)
-        return cls(X[:n_train], labels[:n_train], X[n_train:], labels[n_train:],
-                   np.asarray(mean, np.float32), np.asarray(std, np.float32))
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.element_size() * t.nelement()
-                   for t in (self.X_train, self.y_train, self.X_valid, self.y_valid))
-
-    def to(self, device, max_fraction: float = 0.5) -> "TrainingData":
-        """The same data on ``device``, moved once (uint8 stays uint8: 4x less
-        to hold and to copy than float32).
-
-        On CUDA the data moves only when it takes at most ``max_fraction`` of
-        the free GPU memory; otherwise it stays in (pinned) host memory and
-        each batch is copied as it is used.
-        """
-        device = torch.device(device)
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if self.nbytes > max_fraction * free:
-                warnings.warn(
-                    f"the training data ({self.nbytes / 2**20:,.0f} MiB) does not fit in "
-                    f"{max_fraction:.0%} of the free GPU memory ({free / 2**20:,.0f} MiB): "
-                    "it stays in host memory, and batches are copied as they are used",
-                    UserWarning, stacklevel=2)
-                return replace(self, X_train=self.X_train.pin_memory(),
-                               X_valid=self.X_valid.pin_memory())
-        if self.X_train.device == device:
-            return self
-        return replace(self, X_train=self.X_train.to(device), y_train=self.y_train.to(device),
-                       X_valid=self.X_valid.to(device), y_valid=self.y_valid.to(device))
 
 
 @dataclass
@@ -700,7 +241,7 @@ def _fit(module, data, config, regularized, seed, batch_size, channels_last, slo
     callbacks = [
         ("early_stopping", EarlyStopping(monitor="valid_loss", patience=_patience(config, epochs),
                                          threshold=0.0, load_best=True, sink=lambda *a: None)),
-        ("stop", StopTraining(slot)),
+        *stop_callbacks(slot),
     ]
     net = _trainer(module, data, config, regularized=regularized, seed=seed,
                    batch_size=batch_size, channels_last=channels_last, epochs=epochs,
@@ -739,7 +280,7 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
         "hard stop" / "diverged: ..."), and with a ``slot`` ``planned_seconds``.
     """
     t0 = time.perf_counter()
-    X, y = _joined(data.X_train, data.X_valid), _joined(data.y_train, data.y_valid)
+    X, y = joined(data.X_train, data.X_valid), joined(data.y_train, data.y_valid)
     channels_last = config.channels_last is not False
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
@@ -750,7 +291,7 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
                            cycle_momentum=False, step_every="batch")
     net = _trainer(module, data, config, regularized=False, seed=seed,
                    batch_size=config.batch_size, channels_last=channels_last, epochs=epochs,
-                   callbacks=[("lr_schedule", schedule), ("stop", StopTraining(slot))],
+                   callbacks=[("lr_schedule", schedule), *stop_callbacks(slot)],
                    train_split=None, label_smoothing=REFIT_LABEL_SMOOTHING)
     net = _run_fit(net, X, y, slot)
     rows = [row for row in net.history if "train_loss" in row]
@@ -766,24 +307,12 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
     return TrainResult(net.module_, record, net.history)
 
 
-def _joined(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``torch.cat([a, b])``, as a view when ``b`` directly follows ``a`` in one
-    buffer (what :meth:`TrainingData.from_split` makes): no copy of the data."""
-    follows = (a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
-               and a.stride() == b.stride() and a.shape[1:] == b.shape[1:] and len(a) > 0
-               and b.data_ptr() == a.data_ptr() + len(a) * a.stride(0) * a.element_size())
-    if not follows:
-        return torch.cat([a, b])
-    return a.as_strided((len(a) + len(b),) + tuple(a.shape[1:]), a.stride(),
-                        a.storage_offset())
-
-
 @torch.no_grad()
 def _score(net: ResBuilderTrainer, data: TrainingData) -> dict:
     """Validation loss and accuracy of the trainer's current module."""
     net.module_.eval()
     logits = torch.cat([net.infer(xb) for xb, _ in
-                        TensorBatches(Dataset(data.X_valid, None), batch_size=512)])
+                        TensorBatches(Dataset(data.X_valid, None), batch_size=PREDICT_BATCH_SIZE)])
     y = data.y_valid.to(logits.device)
     loss = float(F.cross_entropy(logits.float(), y))
     acc = float((logits.argmax(1) == y).float().mean())

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ import torch
 from sklearn.datasets import load_digits
 
 import sklearn_resbuilder.search as search_mod
-import sklearn_resbuilder.training as training_mod
 from sklearn_resbuilder import ResBuilderClassifier
 from sklearn_resbuilder import checkpoint as ckpt_mod
 from sklearn_resbuilder.checkpoint import CheckpointError, SearchCheckpoint

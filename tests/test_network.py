@@ -470,7 +470,8 @@ def test_grown_channels_live_after_training(digits):
     """
     from sklearn_resbuilder.data import channel_stats, to_images
     from sklearn_resbuilder.regularizers import alive_widths
-    from sklearn_resbuilder.training import TrainConfig, TrainingData, train_one
+    from sklearn_resbuilder.training import TrainConfig, train_one
+    from sklearn_resbuilder.training_data import TrainingData
 
     X, _, y, _ = digits
     images, shape = to_images(X.reshape(-1, 8, 8) / 16)

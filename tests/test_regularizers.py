@@ -355,7 +355,7 @@ def test_block_score_follows_the_function_not_a_bn1_rescaling():
 def digits_data():
     from sklearn.datasets import load_digits
 
-    from sklearn_resbuilder.training import TrainingData
+    from sklearn_resbuilder.training_data import TrainingData
 
     X, y = load_digits(return_X_y=True)
     X = (X / 16).astype(np.float32).reshape(-1, 1, 8, 8)
@@ -425,7 +425,7 @@ def test_penalty_weights_do_not_depend_on_the_image_size(side):
 def _digits_data():
     from sklearn.datasets import load_digits
 
-    from sklearn_resbuilder.training import TrainingData
+    from sklearn_resbuilder.training_data import TrainingData
 
     X, y = load_digits(return_X_y=True)
     X = (X / 16).astype(np.float32).reshape(-1, 1, 8, 8)

@@ -19,19 +19,11 @@ from torch.nn import functional as F
 from sklearn_resbuilder import Architecture
 from sklearn_resbuilder.network import insert_block
 from sklearn_resbuilder.regularizers import layer_lasso_penalty, morphnet_penalty, penalty_scale
-from sklearn_resbuilder.training import (
-    VARIANTS,
-    BatchAugment,
-    ResBuilderTrainer,
-    TensorBatches,
-    TrainConfig,
-    TrainingData,
-    make_augment,
-    prepare_batch,
-    refit,
-    train_one,
-    train_variants,
-)
+from sklearn_resbuilder.augment import BatchAugment, make_augment
+from sklearn_resbuilder.inference import prepare_batch
+from sklearn_resbuilder.trainer import ResBuilderTrainer
+from sklearn_resbuilder.training import TrainConfig, VARIANTS, refit, train_one, train_variants
+from sklearn_resbuilder.training_data import TensorBatches, TrainingData
 from sklearn_resbuilder import timeplan
 from sklearn_resbuilder import training as training_mod
 from sklearn_resbuilder.timeplan import TimePlan
@@ -608,7 +600,7 @@ def test_predict_logits_in_channels_last_equals_a_plain_nchw_pass(head):
     # (C > 1), and the flatten head must read features in NCHW order.
     from dataclasses import replace
 
-    from sklearn_resbuilder.training import predict_logits
+    from sklearn_resbuilder.inference import predict_logits
 
     arch = Architecture.minimal((3, 12, 12), 5, width=6).insert_block(0, 0).insert_block(2, 0)
     arch = replace(arch, head=head)
@@ -630,7 +622,7 @@ def test_predict_logits_in_channels_last_equals_a_plain_nchw_pass(head):
 
 
 def test_refit_joins_train_and_valid_without_a_copy_when_they_share_a_buffer():
-    from sklearn_resbuilder.training import _joined
+    from sklearn_resbuilder.training_data import joined as _joined
 
     X = torch.arange(10 * 2 * 3 * 3, dtype=torch.uint8).view(10, 2, 3, 3)
     cl = X.contiguous(memory_format=torch.channels_last)
