@@ -54,7 +54,7 @@ _ONNX_INLINE_LIMIT = 1 << 30
 
 
 class Preprocess(nn.Module):
-    """``(float(x) [/ 255] - mean) / std``, as ``training.prepare_batch`` does it.
+    """``(float(x) [/ 255] - mean) / std``, as ``inference.prepare_batch`` does it.
 
     ``divide`` is a plain bool decided at export time (not a tensor), so tracing
     and ``torch.export`` see one branch only.
