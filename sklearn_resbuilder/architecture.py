@@ -8,7 +8,7 @@ Each stage keeps one *stream* width; its residual blocks add into that stream
 (paper §3, ``x + ReLU(BN(conv(ReLU(BN(conv x)))))``). A stage after a pooling
 layer may open with a 1x1 *transition* conv that changes the stream width;
 stages without one share the width of the stage before. Channels that are added
-into one stream form a *stream group* (DESIGN.md §3.4): they are resized
+into one stream form a *stream group* (docs/architecture.md §5.4): they are resized
 together.
 
 Every edit returns a new spec; invalid specs raise ``ValueError`` naming the
@@ -590,7 +590,7 @@ class Architecture:
         channels (16 -> 32 -> 64). A block then costs the same FLOPs in every
         stage (a quarter of the pixels, twice the channels, twice over), so a
         uniform "random in" spreads the budget over the stages instead of
-        piling it where maps are largest (issue #11, docs/algorithm.md).
+        piling it where maps are largest (docs/algorithm.md).
 
         Parameters
         ----------

@@ -1,8 +1,8 @@
 """The input side of the estimator: images, labels, the validation split.
 
 Everything here is plain numpy (no torch), so bad input is rejected with a
-``ValueError`` that names the problem before any network is built (DESIGN.md
-§5), never with a traceback from deep inside torch.
+``ValueError`` that names the problem before any network is built
+(docs/architecture.md §5.8), never with a traceback from deep inside torch.
 
 Conventions a caller relies on
 ------------------------------
@@ -26,7 +26,7 @@ Conventions a caller relies on
   ``channels_last`` layout, which the network runs in anyway) instead of being
   transposed into a copy, and :func:`take_samples` makes the one copy the
   validation split needs in that same layout. A 1 GB ``(n, H, W, C)`` uint8
-  input is so copied once on its way into training, not twice (issue #14).
+  input is so copied once on its way into training, not twice.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class NonNumericError(TypeError, ValueError):
-    """Values that are not numbers: a ValueError (DESIGN.md §5) that is also
+    """Values that are not numbers: a ValueError (docs/architecture.md §5.8) that is also
     the TypeError scikit-learn's checks expect from ``np.asarray(..., float)``."""
 
 
@@ -495,7 +495,7 @@ def _count_missing(y):
 def validation_split(y_encoded, fraction, random_state=None, *, classes=None):
     """Stratified, seeded split of sample indices into training and validation.
 
-    The best architecture is chosen on this validation part (DESIGN.md §3.5),
+    The best architecture is chosen on this validation part (docs/architecture.md §5.5),
     so every class appears on both sides: after sklearn's
     ``StratifiedShuffleSplit``, a class that rounding left out of one side
     gets one random sample moved over (so sizes may differ from

@@ -66,7 +66,7 @@ def resolve_mixed_precision(mixed_precision, device) -> bool:
     """``"auto"`` -> bfloat16 autocast on CUDA, and on CPUs with native bfloat16.
 
     On a CPU with AVX-512 BF16 a training step of the demo's networks runs
-    1.1-2x faster (docs/benchmarks.md, issue #13); elsewhere CPU bfloat16
+    1.1-2x faster (docs/benchmarks.md); elsewhere CPU bfloat16
     is emulated and slower than float32.
     """
     if mixed_precision == "auto":

@@ -9,7 +9,7 @@ Surgery returns a *new* module from an old one; every weight that still has a
 place in the new architecture is copied:
 
 - :func:`insert_block` adds a near-identity block (paper §3.1, with the fix of
-  DESIGN.md §3.1: BN cancels a small conv init, so the new block is made small
+  docs/architecture.md §5.1: BN cancels a small conv init, so the new block is made small
   through its last BN's gamma, random and non-zero);
 - :func:`remove_blocks` drops blocks (paper eq. 6's "greedy out");
 - :func:`resize` changes widths (MorphNet step): channels are kept by largest
@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from .architecture import Architecture
 
-#: Scale of the last BN's gamma in an inserted block (DESIGN.md §3.1).
+#: Scale of the last BN's gamma in an inserted block (docs/architecture.md §5.1).
 INSERT_GAMMA = 1e-2
 
 
@@ -179,7 +179,7 @@ class ResBuilderNet(nn.Module):
                 yield (s, b), blk
 
     def stream_bns(self) -> list[list[nn.BatchNorm2d]]:
-        """BN layers that produce each stream group's channels (DESIGN.md §3.4).
+        """BN layers that produce each stream group's channels (docs/architecture.md §5.4).
 
         Group g: the stem's (g = 0) or the opening transition's BN, plus the last
         BN of every block adding into that stream.
@@ -295,7 +295,7 @@ def insert_block(net: ResBuilderNet, stage: int, position: int, *,
 
     The new block's convs get the usual fresh init; its last BN's gamma is
     random in ``gamma_scale * [0.25, 0.75)``, so the branch adds ~1 % of a
-    normalised activation (BN cancels any conv scale, DESIGN.md §3.1). Not zero:
+    normalised activation (BN cancels any conv scale, docs/architecture.md §5.1). Not zero:
     with the ReLU after that BN, gamma = beta = 0 would give the block no
     gradient at all.
     """
@@ -352,7 +352,7 @@ def resize(net: ResBuilderNet, arch: Architecture, *,
     """A new module with ``arch``'s widths (same topology as ``net``).
 
     Keeps the channels with the largest |gamma| (a stream group's channels by
-    their max over the group, DESIGN.md §3.4). Added channels are copies of
+    their max over the group, docs/architecture.md §5.4). Added channels are copies of
     uniformly drawn old ones (producer weights and BN copied; every reader's
     weights split between original and copies with random factors summing to
     1, Net2WiderNet), so a grow leaves the function unchanged, and a shrink of

@@ -8,12 +8,12 @@
   ``2 * positions`` (the dense head), ``r = |gamma|`` of the BN producing those
   channels and ``A`` the alive counts (|gamma| > tau_M, no gradient). Channels
   added into one residual stream are one group: score = max over the group's
-  BNs, alive if alive in any (DESIGN.md §3.4).
+  BNs, alive if alive in any (docs/architecture.md §5.4).
 - :func:`layer_lasso_penalty` -- LayerLasso G_Lambda (eq. 3) and
   :func:`block_scores` -- the deletion score of eq. 6. Both are measured on the
   block's BN gates instead of raw conv weights: a conv followed by BN is
   scale-free, so an L1 on (or a threshold of) its raw weights says nothing
-  about what the block does (DESIGN.md §3.2; docs/algorithm.md).
+  about what the block does (docs/architecture.md §5.2; docs/algorithm.md).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def block_scores(net: ResBuilderNet) -> dict:
     """Deletion score of every block, ``{(stage, index): score}`` (eq. 6, mean form).
 
     A block is deleted when its score is under tau_Lambda. The score is the
-    block's gate (:func:`_gate`), a per-parameter mean (DESIGN.md §3.3) that
+    block's gate (:func:`_gate`), a per-parameter mean (docs/architecture.md §5.3) that
     bounds the branch's output. Eq. 6 asks whether *any* layer is under the
     threshold; under BN only the last one can say so: rescaling layer 1 or
     either conv leaves the block's function and this score unchanged.
@@ -222,7 +222,7 @@ def proximal_step(net: ResBuilderNet, step_size: float, morph_strength: float,
     the proximal operator of ``step_size * penalty``. Like AdamW's decoupled
     weight decay, it bypasses Adam's per-parameter normalisation, which would
     otherwise turn any dominating penalty into the same ~lr drift for every
-    channel (DESIGN.md §10): here a channel shrinks in proportion to its FLOP
+    channel (docs/architecture.md §5.6): here a channel shrinks in proportion to its FLOP
     cost, and one the data does not defend reaches exactly 0.
 
     Parameters

@@ -70,7 +70,7 @@ class ResBuilderTrainer(NeuralNetClassifier):
         """CE, plus in training the value of eq. 5's penalty terms.
 
         The penalties are added as a constant (no gradient): Adam would
-        normalise their gradient away (DESIGN.md §10), so they act through
+        normalise their gradient away (docs/architecture.md §5.6), so they act through
         :meth:`train_step`'s proximal update instead. The reported training
         loss is still the whole of eq. 5 (with the size scale of
         :func:`~sklearn_resbuilder.regularizers.penalty_scale`).

@@ -104,7 +104,7 @@ def test_checkpointed_fit_equals_a_plain_fit_and_writes_atomically(data, clean, 
 
 def test_a_checkpoint_from_before_the_candidate_pool_resumes(data, clean, tmp_path,
                                                              count_trainings):
-    """Checkpoints written before session 6 hold only the chosen network ("best")."""
+    """Checkpoints written by 0.1.0 hold only the chosen network ("best")."""
     ResBuilderClassifier(**PARAMS, checkpoint_dir=tmp_path).fit(*data)
     path = SearchCheckpoint(tmp_path, {"data": None, "params": {}}).files()[-1]
     payload = torch.load(path, weights_only=True)

@@ -356,7 +356,7 @@ def test_channel_stats_rejects_bad_shape():
 
 
 # ----------------------------------------------------------------------------
-# memory on the way into training (issue #14 item 5)
+# memory on the way into training
 # ----------------------------------------------------------------------------
 
 class _PrepDone(Exception):

@@ -33,7 +33,7 @@ from sklearn_resbuilder import ResBuilderClassifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-# Pages docs/index.md and the README must link (issue #6).
+# Pages docs/index.md and the README must link.
 PAGES = ["user_guide", "algorithm", "architecture", "api", "plotting", "persistence",
          "distributed", "benchmarks", "faq"]
 

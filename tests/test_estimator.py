@@ -56,7 +56,7 @@ def strip_seconds(obj):
 
 
 # ----------------------------------------------------------------------------
-# fitted attributes (DESIGN.md §4)
+# fitted attributes (docs/architecture.md §5.9)
 # ----------------------------------------------------------------------------
 
 def test_fitted_attributes(fitted, digits):
@@ -138,7 +138,7 @@ def test_minimal_search_beats_chance(small):
 
 
 # ----------------------------------------------------------------------------
-# input formats (DESIGN.md §5)
+# input formats (docs/architecture.md §5.8)
 # ----------------------------------------------------------------------------
 
 def test_image_layouts_give_the_same_model(small):
@@ -424,7 +424,7 @@ def test_max_time_stops_the_search_with_a_usable_model(digits):
         assert k["estimated_seconds"] > k["seconds_left"]
     # The deadline is checked between epochs, so a fit may overrun max_time by
     # about one epoch per variant in flight; the bound only says "stopped early"
-    # (no tight timings: this machine is shared, DESIGN.md §7).
+    # (no tight timings: this machine is shared).
     assert clf.search_time_ < 60
     pred = clf.predict(Xte)
     assert set(pred) <= set(clf.classes_)

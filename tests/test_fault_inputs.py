@@ -1,6 +1,6 @@
 """Fault injection: random bad inputs to ``fit``/``predict``/``predict_proba``.
 
-DESIGN.md §5: bad input gets a ``ValueError`` naming the problem (or
+docs/architecture.md §5.8: bad input gets a ``ValueError`` naming the problem (or
 ``NotFittedError`` before ``fit``), never a traceback from deep inside torch or
 numpy. Hypothesis draws shapes (0-D to 5-D, zero-length axes, 1x1 images too
 small for pooling), dtypes (bool, int8, uint8, int64, float16/32/64, complex,

@@ -1,5 +1,5 @@
-"""End to end: 1-D signals get 1-D networks, large images are downsampled first
-(issue #14). The specs, FLOPs and modules are tested in test_architecture.py,
+"""End to end: 1-D signals get 1-D networks, large images are downsampled first.
+The specs, FLOPs and modules are tested in test_architecture.py,
 test_flops.py and test_network.py; these tests fit the estimator.
 
 Both fits are small (about 10 s and 35 s on one thread) and deterministic on a

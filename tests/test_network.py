@@ -300,7 +300,7 @@ def test_insert_every_new_parameter_gets_gradient(stage, position):
 
 
 def test_zero_last_bn_gives_no_gradient():
-    """DESIGN.md §3.1: last-BN gamma = beta = 0 kills the block (ReLU'(0) = 0).
+    """docs/architecture.md §5.1: last-BN gamma = beta = 0 kills the block (ReLU'(0) = 0).
 
     The branch is ``ReLU(BN2(...))`` with BN2's output exactly 0 everywhere;
     the ReLU's derivative there is 0, so none of the block's parameters (conv1,

@@ -71,7 +71,7 @@ def test_round_trip_is_exact(fitted, saved, X_test):
                  "best_score_", "search_time_", "stopped_", "_image_shape_", "_fit_dtype_"):
         assert getattr(loaded, name) == getattr(fitted, name), name
         assert type(getattr(loaded, name)) is type(getattr(fitted, name)), name
-    # Saved since session 7 (before: lost on load): how the refit ran, what max_time skipped.
+    # Saved since 0.2.0 (before: lost on load): how the refit ran, what max_time skipped.
     for name in ("refit_", "skipped_"):
         assert json.dumps(getattr(loaded, name)) == json.dumps(getattr(fitted, name)), name
     for name in ("input_mean_", "input_std_"):

@@ -1,7 +1,7 @@
 """Tests of :mod:`sklearn_resbuilder.regularizers`: MorphNet's G_M and LayerLasso.
 
 The MorphNet numbers are written out by hand from the GammaFlops formulas of
-DESIGN.md §3 (per op ``reg = coeff (A_in sum r_out + A_out sum r_in)``,
+docs/architecture.md §5.4 (per op ``reg = coeff (A_in sum r_out + A_out sum r_in)``,
 ``cost = coeff A_in A_out``), not recomputed with the library's helpers.
 """
 
@@ -122,7 +122,7 @@ def test_morphnet_gradient_sign_and_size():
 
 
 def test_channel_dead_in_a_block_but_alive_in_the_stem_is_alive():
-    """Stream channels are alive if alive in ANY member of the group (DESIGN §3.4)."""
+    """Stream channels are alive if alive in ANY member of the group (docs/architecture.md §5.4)."""
     # minimal: no transitions, so the stem and all three stages share stream group 0.
     arch = Architecture.minimal((1, 8, 8), 5, width=4).insert_block(0, 0).insert_block(2, 0)
     net = arch.build(_gen())
@@ -330,7 +330,7 @@ def test_block_score_follows_the_function_not_a_bn1_rescaling():
     homogeneous, conv2 is linear), so a deletion decision must not change.
     The ``s1 + mean relu(beta_2)`` half of the score is not invariant to it:
     the bn1 gates are scale-free in the same way raw conv weights before BN
-    are (DESIGN.md §3.2), so the LayerLasso penalty on s1 can shrink them at
+    are (docs/architecture.md §5.2), so the LayerLasso penalty on s1 can shrink them at
     ~lr per Adam step and the block is then deleted although it still adds a
     full normalised activation to the stream. (Known failing: see report.)
     """

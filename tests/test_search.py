@@ -1,4 +1,4 @@
-"""The search loop (issue #4): random in, greedy out, MorphNet to the budget.
+"""The search loop: random in, greedy out, MorphNet to the budget.
 
 Most tests replace :func:`sklearn_resbuilder.search.train_variants` with a fake
 (:class:`FakeTrainer`) that returns the network unchanged (or changed the way a
