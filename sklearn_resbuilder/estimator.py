@@ -241,7 +241,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         when ``max_time`` cut the refit short: ``module_`` is then the
         search's network. Also stored as ``history_[best_step_]["refit"]``.
     history_ : list of dict
-        One JSON-serialisable record per visited architecture.
+        One JSON-serialisable record per visited architecture; its keys are
+        documented by :class:`~sklearn_resbuilder.records.SearchRecord`.
     module_ : torch.nn.Module
         The trained best network (on CPU), without preprocessing: the refit
         one with ``refit=True``.

@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from .architecture import Architecture
+from .records import SearchRecord
 
 __all__ = ["plot_search_history", "plot_architecture", "plot_removal_positions"]
 
@@ -53,7 +54,7 @@ def _split_top(ax, size):
     return make_axes_locatable(ax).append_axes("top", size=size, pad=0.12, sharex=ax)
 
 
-def _history(obj) -> list:
+def _history(obj) -> list[SearchRecord]:
     """``history_`` of a fitted classifier, or a history list, checked."""
     if isinstance(obj, (list, tuple)):
         history = list(obj)
@@ -118,10 +119,10 @@ def _within_budget(record, flop_budget) -> bool:
 
 
 def _best_of(history, within):
-    """The search's rule (:func:`~sklearn_resbuilder.search.select`) on a plain
+    """The search's rule (:func:`~sklearn_resbuilder.candidates.select`) on a plain
     list: the most FLOPs within one SE of the best No Reg accuracy within the
     budget. Records without ``n_valid`` (older histories) get no SE margin."""
-    from .search import Candidate, select
+    from .candidates import Candidate, select
 
     cands, n_valid = [], None
     for i, r in enumerate(history):

@@ -29,14 +29,23 @@ import numpy as np
 import torch
 
 from .architecture import Architecture
-from .flops import largest_omega
-from .network import ResBuilderNet, insert_block, remove_blocks, resize
-from .regularizers import alive_widths, block_scores
-from .timeplan import TimePlan
 from .augment import flip_invariant
+from .candidates import Candidate, CandidatePool, prune, select, selection_se
+from .flops import largest_omega
 from .inference import valid_logits
+from .network import ResBuilderNet, insert_block, remove_blocks, resize
+from .progress import SearchCallback, TqdmProgress, format_record
+from .records import SearchRecord, new_record, score_record
+from .regularizers import alive_widths, block_scores
+from .timebudget import SearchTimeBudget
+from .timeplan import TimePlan
 from .training import TrainConfig, step_seconds, train_variants
 from .training_data import TrainingData
+
+__all__ = ["SearchConfig", "SearchResult", "Search", "run_search", "operations",
+           # re-exported: their homes are progress and candidates
+           "SearchCallback", "TqdmProgress", "format_record",
+           "Candidate", "select", "prune", "selection_se"]
 
 NO_REG = ("no_reg_wi", "no_reg_ri")
 
@@ -69,7 +78,7 @@ class SearchResult:
     best_step: int | None
     best_variant: str | None
     best_score: float | None
-    history: list
+    history: list[SearchRecord]
     search_time: float
     stopped: str | None = None
     #: The operations the time plan left out (their estimated seconds of
@@ -78,77 +87,16 @@ class SearchResult:
     skipped: list = field(default_factory=list)
 
 
-class SearchCallback:
-    """Progress hooks of :func:`run_search`; override what you need."""
+class Search:
+    """One run of the search: its state, its operations and its loop.
 
-    def on_search_begin(self, total: int) -> None:
-        """``total``: the number of architectures the full loop plans to train."""
-
-    def on_resume(self, history: list) -> None:
-        """Called after ``on_search_begin`` when a checkpoint was resumed, with
-        the records it already holds."""
-
-    def on_record(self, record: dict) -> None:
-        """Called after each architecture is recorded in the history."""
-
-    def on_skip(self, skipped: dict) -> None:
-        """Called when ``max_time`` leaves an operation out (see ``SearchResult.skipped``)."""
-
-    def on_search_end(self, result: SearchResult) -> None:
-        """Called once with the result."""
-
-
-class TqdmProgress(SearchCallback):
-    """One tqdm bar for the whole search plus a line per trained architecture."""
-
-    def __init__(self, file=None):
-        self.file = file
-
-    def on_search_begin(self, total):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, desc="ResBuilder", unit="arch", file=self.file)
-
-    def on_resume(self, history):
-        self.bar.write(f"resumed from a checkpoint with {len(history)} architectures",
-                       file=self.file)
-        self.bar.update(len(history))
-
-    def on_record(self, record):
-        if record["operation"] == "remove":
-            self.bar.total += 1  # greedy out trains only when a block dies: unplanned
-        self.bar.write(format_record(record), file=self.file)
-        self.bar.update(1)
-
-    def on_skip(self, skipped):
-        self.bar.write(f"skipped {skipped['operation']}: ~{skipped['estimated_seconds']:.0f} s "
-                       f"of training, {skipped['seconds_left']:.0f} s left", file=self.file)
-
-    def on_search_end(self, result):
-        self.bar.close()
-
-
-def format_record(r: dict) -> str:
-    """One line: step, operation, blocks, FLOPs and each variant's accuracy."""
-    accs = " ".join(f"{v}={s['valid_accuracy']:.4f}" for v, s in r["scores"].items())
-    extra = f" omega={r['omega']:.3g}" if r.get("omega") is not None else ""
-    if r.get("removed_blocks"):
-        extra += f" removed={r['removed_blocks']}"
-    if r.get("collapsed"):
-        extra += f" COLLAPSED ({r['collapsed']})"
-    return (f"step {r['step']:3d} {r['operation']:<6} blocks={r['n_blocks']:<2d} "
-            f"FLOPs={r['flops']:,}{extra} {accs} ({r['seconds']:.1f}s)")
-
-
-def _clean(x):
-    """Floats for JSON: NaN/inf -> None."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-class _Search:
-    """State of one run; :func:`run_search` is the public entry point."""
+    :func:`run_search` is the public entry point. The loop follows
+    :func:`operations` (the paper's Fig. 3 as a flat list); ``max_time``'s
+    questions go to :attr:`budget` (:class:`~sklearn_resbuilder.timebudget.SearchTimeBudget`),
+    the networks that can be returned live in :attr:`pool`
+    (:class:`~sklearn_resbuilder.candidates.CandidatePool`), and the
+    checkpoint, when given, is written after every finished operation.
+    """
 
     def __init__(self, start: Architecture, data: TrainingData, config: SearchConfig,
                  seed, callbacks, checkpoint=None, state=None, time_plan=None):
@@ -164,12 +112,15 @@ class _Search:
             time_plan = TimePlan(config.max_time)
         if time_plan is not None and time_plan.timer is None:
             time_plan.timer = self._time_step
-        self.time_plan = time_plan  # what max_time allows, in modelled seconds
-        self.history: list[dict] = []
+        self.history: list[SearchRecord] = []
+        self.budget = SearchTimeBudget(time_plan, self.history, len(self.data.y_train),
+                                       len(self.data.y_valid), config.flop_budget,
+                                       config.width_multiple)
         self.visited: set[Architecture] = set()
-        self.pool: list[Candidate] = []  # the candidates that can still be chosen
-        self.plan = _plan(config)
+        self.pool = CandidatePool(len(self.data.y_valid))
+        self.plan = operations(config)
         self.pos = 0  # index in self.plan of the next operation
+        self._jump = None  # set by _skip: the index the loop goes on from
         self.inserted = False  # did the last "insert" train a network?
         self.complete = False
         self.elapsed_before = 0.0  # search seconds of earlier, resumed fits
@@ -183,6 +134,11 @@ class _Search:
             self.current = ResBuilderNet(start, generator=self._torch_gen()).to(
                 config.train.device)
 
+    @property
+    def time_plan(self) -> TimePlan | None:
+        """What ``max_time`` allows (None without it)."""
+        return self.budget.plan
+
     # ---------------------------------------------------------------- helpers
     def _torch_gen(self) -> torch.Generator:
         return torch.Generator().manual_seed(int(self.rng.integers(2**31 - 1)))
@@ -191,101 +147,26 @@ class _Search:
         """The time plan's timer: one training step of ``arch`` as trained here."""
         return step_seconds(arch, self.data, replace(self.train_config, batch_size=batch_size))
 
-    def out_of_time(self) -> bool:
-        return self.time_plan is not None and self.time_plan.left() <= 0
-
-    def can_finish(self, seconds) -> bool:
-        """Would ``seconds`` of training (an estimate, or None) fit in the plan's time left?"""
-        if self.time_plan is None or seconds is None:
-            return True
-        return seconds <= self.time_plan.left()
-
     def training_seconds(self, arch: Architecture, n_trainings: int) -> float | None:
-        """Estimated seconds of ``n_trainings`` trainings of ``arch`` (with ``max_time``).
-
-        The time plan's seconds per epoch of ``arch``
-        (:meth:`~sklearn_resbuilder.timeplan.TimePlan.epoch_seconds`, from
-        its timed training step) times the median epochs this search's
-        finished trainings ran (early stopping ends most before
-        ``max_epochs``). None until two architectures have finished a
-        training: the start network's epochs alone say little of deeper
-        ones'.
-        """
-        epochs, shapes = [], 0
-        for r in self.history:
-            if r.get("reused_from") is not None:
-                continue
-            done = [v["epochs"] for v in r["scores"].values()
-                    if v.get("epochs") and v.get("stopped") not in _CUT]
-            epochs += done
-            shapes += bool(done)
-        if shapes < 2:
-            return None
-        per_epoch = self.time_plan.epoch_seconds(arch, len(self.data.y_train),
-                                                 len(self.data.y_valid),
-                                                 self.train_config.batch_size)
-        return n_trainings * float(np.median(epochs)) * per_epoch
-
-    def _insertion_skip(self, new: Architecture):
-        """None to train the insertion ``new``; else ``(estimate, stop)``.
-
-        Trained if it and then this cycle's MorphNet step (two trainings of
-        ``new`` scaled to the budget) both fit in the plan's time: a network
-        over the budget can only be chosen after that step. Else, if the
-        MorphNet step of the current network can still end in time, the rest
-        of the cycle is skipped for it (``stop`` False); else an insertion
-        within the budget (a candidate by itself) that fits is trained
-        anyway, and anything else ends the search (``stop`` True).
-        """
-        budget, multiple = self.config.flop_budget, self.config.width_multiple
-        ins = self.training_seconds(new, len(self._variants(new)))
-        ahead = self._morph_ahead()
-        then = self.training_seconds(_at_budget(new, budget, multiple), 2) if ahead else 0.0
-        if ins is None or then is None or self.can_finish(ins + then):
-            return None
-        if ahead:
-            now = self.training_seconds(
-                _at_budget(self.current.architecture, budget, multiple), 2)
-            if self.can_finish(now):
-                return ins + then, False
-        if new.flops() <= budget and self.can_finish(ins):
-            return None
-        return ins + then, True
-
-    def _morph_ahead(self) -> bool:
-        """Is there a MorphNet step later in the plan than the current operation?"""
-        return "morph" in self.plan[self.pos + 1:]
+        """Estimated seconds of ``n_trainings`` trainings of ``arch`` (see
+        :meth:`SearchTimeBudget.training_seconds`)."""
+        return self.budget.training_seconds(arch, n_trainings, self.train_config.batch_size)
 
     def _skip(self, operation: str, estimate: float, *, stop: bool) -> None:
         """Leave out ``operation``: its training (estimated at ``estimate``
         seconds) would not fit in the plan's time. ``stop``: end the search
         (what is left of ``max_time`` goes to the refit); else skip the rest
         of this MorphNet cycle and go on with its MorphNet step."""
-        skipped = {"operation": operation, "step": len(self.history),
-                   "estimated_seconds": round(estimate, 1),
-                   "seconds_left": round(self.time_plan.left(), 1)}
+        skipped = self.budget.skipped(operation, len(self.history), estimate)
         self.skipped.append(skipped)
         if self._resume_point is None:
             self._resume_point = self._saved
         for cb in self.callbacks:
-            if hasattr(cb, "on_skip"):
-                cb.on_skip(skipped)
+            cb.on_skip(skipped)
         if stop:
             self.stopped = "max_time"
-        else:  # _loop moves on by one: land on the next "morph"
-            self.pos = self.plan.index("morph", self.pos + 1) - 1
-
-    def _collapse_reason(self, results) -> str | None:
-        wr = results.get("with_reg")
-        if wr is None:
-            return None
-        stopped = wr.record.get("stopped") or ""
-        if stopped.startswith("diverged"):
-            return stopped
-        groups, _ = alive_widths(wr.module, self.train_config.gamma_threshold)
-        if min(groups) == 0:
-            return "all channels of a stream died (|gamma| <= gamma_threshold)"
-        return None
+        else:
+            self._jump = self.plan.index("morph", self.pos + 1)
 
     def _variants(self, arch: Architecture) -> tuple:
         """What to train: No Reg only within the budget (nothing else can be chosen)."""
@@ -304,23 +185,8 @@ class _Search:
         t = time.perf_counter()
         arch = net.architecture
         step = len(self.history)
-        flops = arch.flops()
-        record = {
-            "step": step,
-            "operation": operation,
-            "architecture": arch.to_dict(),
-            "n_blocks": arch.n_blocks,
-            "flops": flops,
-            "n_params": arch.n_params(),
-            "within_budget": flops <= self.config.flop_budget,
-            "omega": omega,
-            "removed_blocks": [list(b) for b in removed],
-            "inserted_at": list(inserted) if inserted is not None else None,
-            "collapsed": None,
-            "reused_from": None,
-            "seconds": 0.0,
-            "scores": {},
-        }
+        record = new_record(step, operation, arch, self.config.flop_budget, omega=omega,
+                            removed=removed, inserted=inserted)
         earlier = self._first_visit(arch)
         if earlier is not None:
             record["reused_from"] = earlier["step"]
@@ -336,15 +202,16 @@ class _Search:
                         for r in results.values()), default=self.train_config.batch_size)
         if smallest < self.train_config.batch_size:  # out of memory: keep it halved
             self.train_config = replace(self.train_config, batch_size=smallest)
-        collapsed = record["collapsed"] = self._collapse_reason(results)
-        record["scores"] = {v: {k: _clean(val) for k, val in r.record.items()}
-                            for v, r in results.items()}
+        collapsed = record["collapsed"] = collapse_reason(results,
+                                                          self.train_config.gamma_threshold)
+        record["scores"] = {v: score_record(r.record) for v, r in results.items()}
         if collapsed is None:
             self.current = results["with_reg"].module
             if record["within_budget"]:
                 for v in NO_REG:
                     if v in results:
-                        self._offer(results[v], step, v, flops)
+                        self.pool.offer(results[v].record["valid_accuracy"], record["flops"],
+                                        step, v, results[v].module)
         record["seconds"] = time.perf_counter() - t
         self._append(record)
         return collapsed is None
@@ -358,23 +225,25 @@ class _Search:
                 return r
         return None
 
-    def _append(self, record: dict) -> None:
+    def _append(self, record: SearchRecord) -> None:
         self.history.append(record)
         for cb in self.callbacks:
             cb.on_record(record)
 
-    def _offer(self, result, step, variant, flops):
-        """Add a No Reg network within the budget to the candidates (:func:`select`)."""
-        new = Candidate(result.record["valid_accuracy"], flops, step, variant,
-                        copy.deepcopy(result.module))
-        self.pool = prune(self.pool + [new], len(self.data.y_valid))
-
-    @property
-    def best(self):
-        """The candidate the search would return now, or None."""
-        return select(self.pool, len(self.data.y_valid))
-
     # ------------------------------------------------------------ operations
+    def start(self) -> None:
+        """Train the start network; with ``augment="auto"``, choose the flips."""
+        if not self.visit(self.current, "start"):
+            self.stopped = "collapsed at start"
+        elif self.train_config.augment == "auto":
+            # Trained with shifts only: do mirrored images keep their class?
+            self.budget.charge_eval(self.current.architecture, self.train_config.batch_size,
+                                    passes=2)
+            check = flip_invariant(self.current, self.data, self.train_config.device)
+            self.train_config = replace(self.train_config,
+                                        augment=True if check["flip"] else "shift")
+            self.history[0]["augment"] = {**check, "chosen": self.train_config.augment}
+
     def insert(self) -> bool:
         """Random in (§3.3); False if no unvisited insertion was found."""
         arch = self.current.architecture
@@ -389,7 +258,9 @@ class _Search:
         # With max_time: no training whose result could not be used before
         # max_time (deviation 17); the refit gets the time instead.
         if self.pool and self.time_plan is not None:
-            skip = self._insertion_skip(new)
+            skip = self.budget.insertion_skip(new, len(self._variants(new)), arch,
+                                              "morph" in self.plan[self.pos + 1:],
+                                              self.train_config.batch_size)
             if skip is not None:
                 self._skip("insert", skip[0], stop=skip[1])
                 return False
@@ -406,7 +277,7 @@ class _Search:
         left by the ones before). So a block can go whenever it stops being
         needed, not only right after its insertion.
         """
-        if self.out_of_time():
+        if self.budget.out_of_time():
             return
         net, drop = _confirmed_removals(self.current, self._valid_losses,
                                         self.config.lasso_threshold, self.config.check_removals)
@@ -416,16 +287,10 @@ class _Search:
     def _valid_losses(self, net: ResBuilderNet) -> torch.Tensor:
         """Per-image validation cross entropy of ``net`` (eval mode), charged to the
         plan at the current network's speed (``net`` is it or a part of it)."""
-        self._charge_eval(self.current.architecture)
+        self.budget.charge_eval(self.current.architecture, self.train_config.batch_size)
         logits = valid_logits(net, self.data, self.train_config.device)
         return torch.nn.functional.cross_entropy(logits, self.data.y_valid.to(logits.device),
                                                  reduction="none")
-
-    def _charge_eval(self, arch: Architecture, passes: int = 1) -> None:
-        """Count ``passes`` eval passes over the validation images as spent time."""
-        if self.time_plan is not None:
-            self.time_plan.charge(passes * self.time_plan.eval_seconds(
-                arch, len(self.data.y_valid), self.train_config.batch_size))
 
     def morph(self) -> None:
         """MorphNet step (Alg. 1): alive widths, then the largest omega within budget."""
@@ -452,21 +317,80 @@ class _Search:
         if (self.pool and self.time_plan is not None and target not in self.visited
                 and self.stopped is None):
             estimate = self.training_seconds(target, len(self._variants(target)))
-            if not self.can_finish(estimate):
+            if not self.budget.can_finish(estimate):
                 self._skip("morph", estimate, stop=True)
                 return
         net = resize(net, target, generator=self._torch_gen())
         self.visit(net, "morph", omega=float(omega), removed=dead)
 
+    # ------------------------------------------------------------------ loop
+    def step(self, op: str) -> None:
+        """Run one operation of the plan."""
+        if op == "start":
+            self.start()
+        elif op == "insert":
+            self.inserted = self.insert()
+        elif op == "greedy_out":
+            if self.inserted:  # nothing new was trained since the last greedy out
+                self.greedy_out()
+        else:
+            self.morph()
+
+    def loop(self) -> None:
+        """Run the plan from :attr:`pos`; checkpoint after every trained architecture."""
+        while self.pos < len(self.plan) and not self.stopped:
+            if self.pos > 0 and self.budget.out_of_time():  # the start is always recorded
+                self.stopped = "max_time"
+                break
+            n = len(self.history)
+            self.step(self.plan[self.pos])
+            self.pos, self._jump = (self.pos + 1 if self._jump is None else self._jump), None
+            if len(self.history) > n:
+                last = self.history[-1]
+                expected = self._variants(Architecture.from_dict(last["architecture"]))
+                if self.time_plan is not None and self.budget.cut_short(last, expected):
+                    # Not finished work: a later fit trains it again, in full.
+                    self.stopped = "max_time"
+                    break
+                self.save()
+        if self.stopped is None and (self.budget.out_of_time() or self.skipped):
+            self.stopped = "max_time"  # the plan was cut to fit the time
+
+    def run(self) -> None:
+        """The loop, then what ending needs: a network within the budget, the checkpoint."""
+        try:
+            self.loop()
+        except KeyboardInterrupt:
+            # Ctrl-C ends the search, not the fit: every finished record is kept
+            # (and, with a checkpoint, on disk) and the best network so far returned.
+            self.stopped = "interrupted"
+            if not self.history:
+                raise
+        if self.pool.best is None and self.history:
+            # Nothing within budget yet: one more MorphNet step makes it fit
+            # (quickly after an interrupt or past max_time: nothing left to train).
+            if self.stopped == "interrupted":
+                if self.budget.plan is None:
+                    self.budget.plan = TimePlan(0.0)
+                self.budget.plan.exhaust()
+            self.morph()
+        if self.stopped in (None, "collapsed at start"):
+            # Finished: a later fit on the same checkpoint returns this result at once.
+            # An early stop is not: the extra MorphNet step above is left out of
+            # the checkpoint, and a later fit resumes the plan where it stopped.
+            self.complete = True
+            self.save()
+        elif self.stopped == "max_time":
+            self.save_call_end()
+
     def result(self) -> SearchResult:
         seconds = self.elapsed_before + time.monotonic() - self.t0
-        best = self.best
+        best = self.pool.best
         if best is None:
             return SearchResult(None, None, None, None, None, self.history, seconds,
                                 self.stopped, self.skipped)
-        acc, step, variant, module = best.accuracy, best.step, best.variant, best.module
-        return SearchResult(module.architecture, module, step, variant, acc, self.history,
-                            seconds, self.stopped, self.skipped)
+        return SearchResult(best.module.architecture, best.module, best.step, best.variant,
+                            best.accuracy, self.history, seconds, self.stopped, self.skipped)
 
     # ------------------------------------------------------------ checkpoints
     def save(self) -> None:
@@ -511,7 +435,7 @@ class _Search:
 
     def _restore(self, state: dict) -> None:
         device = self.config.train.device
-        self.history = list(state["history"])
+        self.history[:] = state["history"]  # the budget reads the same list
         self.visited = {Architecture.from_dict(r["architecture"]) for r in self.history}
         self.rng.bit_generator.state = state["rng"]
         self.pos, self.inserted = int(state["pos"]), bool(state["inserted"])
@@ -528,71 +452,25 @@ class _Search:
         kept = state.get("pool")
         if kept is None:
             kept = [dict(state["best"], key="best")] if state.get("best") else []
-        self.pool = [Candidate(c["accuracy"], c["flops"], c["step"], c["variant"],
-                               _load_net(c["architecture"],
-                                         state["tensors"][c.get("key", f"pool{i}")], device))
-                     for i, c in enumerate(kept)]
+        self.pool = CandidatePool(len(self.data.y_valid), [
+            Candidate(c["accuracy"], c["flops"], c["step"], c["variant"],
+                      _load_net(c["architecture"], state["tensors"][c.get("key", f"pool{i}")],
+                                device))
+            for i, c in enumerate(kept)])
 
 
-@dataclass
-class Candidate:
-    """A No Reg network within the budget that the search may return."""
-
-    accuracy: float  # validation accuracy
-    flops: int
-    step: int
-    variant: str
-    module: object = field(repr=False, default=None)
-
-
-def select(candidates, n_valid: int):
-    """The search's choice: the most FLOPs within one SE of the best accuracy.
-
-    Let ``a*`` be the best validation accuracy; the candidates with accuracy
-    ``>= a* - selection_se(a*, n_valid)`` are the ones the split cannot tell
-    from the best, and of those the one with the most FLOPs wins (then the
-    higher accuracy, then the earlier step). The budget is a price the user
-    agreed to pay; in the runs measured, the larger of two networks the split
-    could not separate tested as well or better (docs/algorithm.md,
-    deviation 1). None for no candidates.
-    """
-    if not candidates:
+def collapse_reason(results, gamma_threshold: float) -> str | None:
+    """Why a training collapsed (it diverged, or a whole stream died), or None."""
+    wr = results.get("with_reg")
+    if wr is None:
         return None
-    top = max(c.accuracy for c in candidates)
-    floor = top - selection_se(top, n_valid)
-    eligible = [c for c in candidates if c.accuracy >= floor]
-    return max(eligible, key=lambda c: (c.flops, c.accuracy, -c.step))
-
-
-def prune(candidates, n_valid: int) -> list:
-    """The candidates :func:`select` can still choose once more arrive.
-
-    A candidate below one SE of the best can never be chosen again (the best
-    only rises, and above 50 % accuracy so does ``best - SE``); nor can one
-    that another candidate matches in accuracy and FLOPs (the later of two
-    equal ones goes). What is left is a short Pareto front, so keeping its
-    networks costs little memory.
-    """
-    if not candidates:
-        return []
-    top = max(c.accuracy for c in candidates)
-    floor = top - selection_se(top, n_valid)
-    keep = []
-    for i, c in enumerate(candidates):
-        if c.accuracy < floor:
-            continue
-        dominated = any(
-            (d.accuracy >= c.accuracy and d.flops >= c.flops)
-            and (d.accuracy > c.accuracy or d.flops > c.flops or j < i)
-            for j, d in enumerate(candidates) if j != i)
-        if not dominated:
-            keep.append(c)
-    return keep
-
-
-def selection_se(accuracy: float, n_valid: int) -> float:
-    """Standard error of a validation accuracy on ``n_valid`` images (binomial)."""
-    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n_valid, 1))
+    stopped = wr.record.get("stopped") or ""
+    if stopped.startswith("diverged"):
+        return stopped
+    groups, _ = alive_widths(wr.module, gamma_threshold)
+    if min(groups) == 0:
+        return "all channels of a stream died (|gamma| <= gamma_threshold)"
+    return None
 
 
 def _confirmed_removals(net: ResBuilderNet, valid_losses, threshold: float, check: bool = True):
@@ -626,15 +504,6 @@ def _confirmed_removals(net: ResBuilderNet, valid_losses, threshold: float, chec
     return current, sorted(removed)
 
 
-def _at_budget(arch: Architecture, budget: float, multiple: int = 1) -> Architecture:
-    """``arch`` scaled to ``budget``: a stand-in for a MorphNet step's network
-    before it is known (``arch`` itself if no width fits)."""
-    try:
-        return largest_omega(arch, budget, multiple=multiple)[1]
-    except ValueError:
-        return arch
-
-
 def _cpu_state(module) -> dict:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
@@ -662,63 +531,11 @@ def _shallower_for_budget(net, alive_arch, budget):
     return remove_blocks(net, removed), arch, removed
 
 
-def _plan(config: SearchConfig) -> list[str]:
+def operations(config: SearchConfig) -> list[str]:
     """Fig. 3 as a flat list of operations, so a checkpoint can say where it stopped:
     the start, then n_M times (n_Lambda x (insert, greedy out), morph)."""
     return ["start"] + (["insert", "greedy_out"] * config.n_insertions + ["morph"]) \
         * config.n_morph_steps
-
-
-def _step(s: _Search, op: str) -> None:
-    if op == "start":
-        if not s.visit(s.current, "start"):
-            s.stopped = "collapsed at start"
-        elif s.train_config.augment == "auto":
-            # Trained with shifts only: do mirrored images keep their class?
-            s._charge_eval(s.current.architecture, passes=2)
-            check = flip_invariant(s.current, s.data, s.train_config.device)
-            s.train_config = replace(s.train_config, augment=True if check["flip"] else "shift")
-            s.history[0]["augment"] = {**check, "chosen": s.train_config.augment}
-    elif op == "insert":
-        s.inserted = s.insert()
-    elif op == "greedy_out":
-        if s.inserted:  # nothing new was trained since the last greedy out
-            s.greedy_out()
-    else:
-        s.morph()
-
-
-#: A training's ``stopped`` when the time ended it before it was done.
-_CUT = ("max_time", "hard stop")
-
-
-def _cut_short(s: _Search, record: dict) -> bool:
-    """Did the time plan end a training of this record (or skip one of its variants)?"""
-    if record.get("reused_from") is not None:
-        return False
-    scores = record["scores"]
-    expected = s._variants(Architecture.from_dict(record["architecture"]))
-    return (any(v not in scores for v in expected)
-            or any(v.get("stopped") in _CUT for v in scores.values()))
-
-
-def _loop(s: _Search) -> None:
-    """Run the plan from ``s.pos``; checkpoint after every trained architecture."""
-    while s.pos < len(s.plan) and not s.stopped:
-        if s.pos > 0 and s.out_of_time():  # the start is always recorded
-            s.stopped = "max_time"
-            break
-        n = len(s.history)
-        _step(s, s.plan[s.pos])
-        s.pos += 1
-        if len(s.history) > n:
-            if s.time_plan is not None and _cut_short(s, s.history[-1]):
-                # Not finished work: a later fit trains it again, in full.
-                s.stopped = "max_time"
-                break
-            s.save()
-    if s.stopped is None and (s.out_of_time() or s.skipped):
-        s.stopped = "max_time"  # the plan was cut to fit the time
 
 
 def run_search(start: Architecture, data: TrainingData, config: SearchConfig | None = None, *,
@@ -764,7 +581,7 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
         either way every finished record is kept and ``stopped`` says why.
     """
     config = config or SearchConfig()
-    s = _Search(start, data, config, seed, callbacks, checkpoint, resume, time_plan)
+    s = Search(start, data, config, seed, callbacks, checkpoint, resume, time_plan)
     # Greedy out trains only when a block dies: not counted in the plan's total.
     total = 1 + config.n_morph_steps * (config.n_insertions + 1)
     for cb in s.callbacks:
@@ -772,35 +589,8 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
         if resume is not None:
             cb.on_resume(s.history)
     if not s.complete:
-        _run(s)
+        s.run()
     result = s.result()
     for cb in s.callbacks:
         cb.on_search_end(result)
     return result
-
-
-def _run(s: _Search) -> None:
-    try:
-        _loop(s)
-    except KeyboardInterrupt:
-        # Ctrl-C ends the search, not the fit: every finished record is kept
-        # (and, with a checkpoint, on disk) and the best network so far returned.
-        s.stopped = "interrupted"
-        if not s.history:
-            raise
-    if s.best is None and s.history:
-        # Nothing within budget yet: one more MorphNet step makes it fit
-        # (quickly after an interrupt or past max_time: nothing left to train).
-        if s.stopped == "interrupted":
-            if s.time_plan is None:
-                s.time_plan = TimePlan(0.0)
-            s.time_plan.exhaust()
-        s.morph()
-    if s.stopped in (None, "collapsed at start"):
-        # Finished: a later fit on the same checkpoint returns this result at once.
-        # An early stop is not: the extra MorphNet step above is left out of
-        # the checkpoint, and a later fit resumes the plan where it stopped.
-        s.complete = True
-        s.save()
-    elif s.stopped == "max_time":
-        s.save_call_end()

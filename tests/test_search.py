@@ -32,7 +32,7 @@ from sklearn_resbuilder.search import (
     SearchCallback,
     SearchConfig,
     TqdmProgress,
-    _Search,
+    Search,
     format_record,
     run_search,
 )
@@ -151,7 +151,7 @@ def test_insertion_positions_uniform_over_stages(fake, digits, start):
     """Random in (§3.3): a uniform stage, then a uniform position in it;
     position 0 (directly after the stem/pooling) allowed, never outside the
     stage (before the stem or after the head)."""
-    s = _Search(start, digits, config(), seed=0, callbacks=())
+    s = Search(start, digits, config(), seed=0, callbacks=())
     start_net = s.current
     n = 300
     stages, positions = Counter(), Counter()
@@ -335,14 +335,14 @@ def test_insertions_never_revisit(fake, digits, kill):
 
 def test_insert_skips_visited_architectures(fake, digits):
     for seed in range(8):
-        s = _Search(MINIMAL, digits, config(), seed=seed, callbacks=())
+        s = Search(MINIMAL, digits, config(), seed=seed, callbacks=())
         s.visited = {MINIMAL.insert_block(0, 0), MINIMAL.insert_block(2, 0)}
         assert s.insert()
         assert s.history[-1]["inserted_at"] == [1, 0]
 
 
 def test_insert_gives_up_when_every_insertion_was_visited(fake, digits):
-    s = _Search(MINIMAL, digits, config(max_redraws=5), seed=0, callbacks=())
+    s = Search(MINIMAL, digits, config(max_redraws=5), seed=0, callbacks=())
     s.visited = {MINIMAL.insert_block(st, 0) for st in range(MINIMAL.n_stages)}
     current = s.current
     assert s.insert() is False
@@ -619,7 +619,7 @@ def test_training_seconds_model_each_shape_from_its_timed_step(digits, monkeypat
                         lambda arch, data, cfg: probed.append(arch) or 0.05)
     A, B, C, D = (MINIMAL, MINIMAL.insert_block(2, 0), MINIMAL.insert_block(1, 0),
                   MINIMAL.insert_block(0, 0))
-    s = _Search(MINIMAL, digits, config(max_time=1e6), 0, [])
+    s = Search(MINIMAL, digits, config(max_time=1e6), 0, [])
     tr, va, bs = len(s.data.y_train), len(s.data.y_valid), s.train_config.batch_size
     per_epoch = 0.05 * (math.ceil(tr / bs) + timeplan.EVAL_SHARE * va / bs)
     assert s.training_seconds(D, 2) is None  # nothing finished yet
