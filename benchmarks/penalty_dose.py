@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from sklearn_resbuilder import Architecture
+from sklearn_resbuilder.defaults import GAMMA_THRESHOLD
 from sklearn_resbuilder.data import channel_stats, to_images, validation_split
 from sklearn_resbuilder.network import ResBuilderNet
 from sklearn_resbuilder.regularizers import alive_widths, block_scores
@@ -95,7 +96,7 @@ def main():
             t = time.perf_counter()
             res = train_one(net, data, cfg, regularized=True, seed=0)
             m = res.module.eval()
-            groups, mids = alive_widths(m)
+            groups, mids = alive_widths(m, GAMMA_THRESHOLD)
             g1 = [f"{float(blk.bn1.weight.detach().abs().mean()):.3f}" for _, blk in m.blocks()]
             scores = block_scores(m)
             dead = [sb for sb, v in scores.items() if v < 1e-3]

@@ -522,6 +522,11 @@ class Architecture:
         return self.with_widths([sc(c) for c in self.group_widths()],
                                 [[sc(m) for m in mids] for mids in self.block_widths()])
 
+    def narrowest(self) -> Architecture:
+        """The same shape with every width 1: the cheapest network of this depth."""
+        return self.with_widths([1] * len(self.group_widths()),
+                                [[1] * len(mids) for mids in self.block_widths()])
+
     def _check_stage(self, stage):
         if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage < self.n_stages:
             raise ValueError(f"stage must be an int in [0, {self.n_stages - 1}], got {stage!r}")

@@ -6,6 +6,7 @@ import copy
 import math
 import os
 import warnings
+from dataclasses import fields
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,10 +16,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted, column_or_1d
 
+from . import defaults as D
 from .allocator import training_malloc
 from .architecture import Architecture
 from .checkpoint import SearchCheckpoint, data_fingerprint, params_fingerprint
-from .data import check_labels, check_same_shape, to_images, validation_split
+from .data import UINT8_SCALE, check_labels, check_same_shape, to_images, validation_split
 from .search import SearchConfig, TqdmProgress, run_search
 from .threads import resolve_threads, torch_threads
 from .timeplan import HARD_STOP_FACTOR, TimePlan, check_plan
@@ -316,11 +318,14 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, flop_budget=1e8, start="minimal", n_insertions=4, n_morph_steps=7,
-                 morph_strength=1e-7, lasso_strength=1e-8, lasso_threshold=1e-3,
-                 gamma_threshold=1e-2, weight_decay=1e-5, lr=1e-3, batch_size=128,
-                 max_epochs=20, augment="auto", validation_fraction=0.1, refit=True,
-                 retrain_fresh=False, width_multiple=8, image_shape=None, device="auto",
+    def __init__(self, flop_budget=D.FLOP_BUDGET, start="minimal",
+                 n_insertions=D.N_INSERTIONS, n_morph_steps=D.N_MORPH_STEPS,
+                 morph_strength=D.MORPH_STRENGTH, lasso_strength=D.LASSO_STRENGTH,
+                 lasso_threshold=D.LASSO_THRESHOLD, gamma_threshold=D.GAMMA_THRESHOLD,
+                 weight_decay=D.WEIGHT_DECAY, lr=D.LR, batch_size=D.BATCH_SIZE,
+                 max_epochs=D.MAX_EPOCHS, augment="auto",
+                 validation_fraction=D.VALIDATION_FRACTION, refit=True, retrain_fresh=False,
+                 width_multiple=D.WIDTH_MULTIPLE, image_shape=None, device="auto",
                  n_jobs=None, max_time=None, plan=None, checkpoint_dir=None,
                  overwrite_checkpoint=False,
                  mixed_precision="auto", random_state=None, verbose=0):
@@ -385,6 +390,19 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self.n_threads_ = threads
         return self
 
+    def _search_config(self, device: str, precision: bool) -> SearchConfig:
+        """The configs from this estimator's parameters, matched by name: the
+        parameters are the settings' one source (``max_time`` reaches the
+        search as its time plan, not through the config)."""
+        params = self.get_params(deep=False)
+
+        def pick(cls, **resolved):
+            names = {f.name for f in fields(cls)} - {"max_time"}
+            return cls(**{n: params[n] for n in names if n in params} | resolved)
+
+        return pick(SearchConfig, flop_budget=float(self.flop_budget),
+                    train=pick(TrainConfig, device=device, mixed_precision=precision))
+
     def _fit(self, X, y):
         _check_feature_names(self, X, reset=True)
         # Channel-last X stays a view (no transposed copy): TrainingData keeps its layout.
@@ -396,7 +414,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         device = resolve_device(self.device)
         start = self._start_architecture(input_shape, len(classes))
         # Fail before training if even the narrowest start net exceeds the budget.
-        narrow = start.remove_blocks(start.block_ids()).scaled(1e-9)
+        narrow = start.remove_blocks(start.block_ids()).narrowest()
         if narrow.flops() > self.flop_budget:
             raise ValueError(
                 f"flop_budget={self.flop_budget:,.0f} is below the smallest network for "
@@ -413,17 +431,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         mean, std = data.mean, data.std
         precision = resolve_mixed_precision(self.mixed_precision, device)
         time_plan = self._time_plan(device, precision)
-        config = SearchConfig(
-            flop_budget=float(self.flop_budget), n_insertions=self.n_insertions,
-            n_morph_steps=self.n_morph_steps, lasso_threshold=self.lasso_threshold,
-            retrain_fresh=self.retrain_fresh,
-            width_multiple=self.width_multiple,
-            train=TrainConfig(
-                morph_strength=self.morph_strength, lasso_strength=self.lasso_strength,
-                gamma_threshold=self.gamma_threshold, weight_decay=self.weight_decay,
-                lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
-                augment=self.augment, device=device, verbose=self.verbose,
-                mixed_precision=precision))
+        config = self._search_config(device, precision)
         callbacks = [TqdmProgress()] if self.verbose else []
         result = run_search(start, data, config, seed=seed, callbacks=callbacks,
                             checkpoint=checkpoint, resume=resume, time_plan=time_plan)
@@ -563,7 +571,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         fit_dtype = getattr(self, "_fit_dtype_", None)
         if fit_dtype == "uint8" and images.dtype != np.uint8:
             images = images.astype(np.float32)  # one copy, divided in place
-            images /= np.float32(255)
+            images /= np.float32(UINT8_SCALE)
         elif fit_dtype is not None and fit_dtype != "uint8" and images.dtype == np.uint8:
             images = images.astype(np.float32)
         return images

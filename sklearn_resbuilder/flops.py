@@ -88,7 +88,7 @@ def largest_omega(arch: Architecture, budget: float, *, multiple: int = 1,
     if not budget > 0:
         raise ValueError(f"flop budget must be > 0, got {budget!r}")
     widths = arch.group_widths() + [m for mids in arch.block_widths() for m in mids]
-    narrow = arch.scaled(1e-9)
+    narrow = arch.narrowest()
     if narrow.flops() > budget:
         raise ValueError(
             f"flop budget {budget:,.0f} is below the narrowest network of this depth "

@@ -10,6 +10,8 @@ import torch
 from skorch.utils import to_tensor
 from torch import nn
 
+from .data import UINT8_SCALE
+
 if TYPE_CHECKING:
     from .training_data import TrainingData
 
@@ -23,7 +25,7 @@ def prepare_batch(x, mean=None, std=None, device="cpu") -> torch.Tensor:
     [0, 1], then standardised per channel with ``mean``/``std`` (shape (C,))."""
     x = to_tensor(x, device=device)
     if x.dtype == torch.uint8:
-        x = x.float().div_(255.0)
+        x = x.float().div_(UINT8_SCALE)
     elif x.dtype != torch.float32:
         x = x.float()
     if mean is not None:

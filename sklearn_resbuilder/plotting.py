@@ -20,13 +20,11 @@ import numbers
 import numpy as np
 
 from .architecture import Architecture
-from .records import SearchRecord
+from .records import NO_REG, VARIANTS, SearchRecord
 
 __all__ = ["plot_search_history", "plot_architecture", "plot_removal_positions"]
 
-VARIANTS = ("with_reg", "no_reg_wi", "no_reg_ri")
 VARIANT_LABELS = {"with_reg": "With Reg", "no_reg_wi": "No Reg WI", "no_reg_ri": "No Reg RI"}
-_NO_REG = ("no_reg_wi", "no_reg_ri")
 
 
 # --------------------------------------------------------------------- helpers
@@ -128,7 +126,7 @@ def _best_of(history, within):
     for i, r in enumerate(history):
         if not within[i] or r.get("collapsed"):
             continue
-        for v in _NO_REG:
+        for v in NO_REG:
             acc = _accuracy(r, v)
             if math.isnan(acc):
                 continue

@@ -22,6 +22,10 @@ from .architecture import Architecture
 
 #: The operations of the paper's Fig. 3 a record can come from.
 OPERATIONS = ("start", "insert", "remove", "morph")
+#: The trainings of one architecture (paper §4.1): With Reg drives the search,
+#: No Reg WI (warm init) and No Reg RI (random init) are the candidates.
+VARIANTS = ("with_reg", "no_reg_wi", "no_reg_ri")
+NO_REG = VARIANTS[1:]
 
 
 class ScoreRecord(TypedDict):

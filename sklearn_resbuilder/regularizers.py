@@ -68,7 +68,7 @@ def _block_flops(arch: Architecture):
             for s, b in arch.block_ids()}
 
 
-def morphnet_penalty(net: ResBuilderNet, gamma_threshold: float = 1e-2):
+def morphnet_penalty(net: ResBuilderNet, gamma_threshold: float):
     """MorphNet's G_M (paper eq. 1-2) and the alive-channel FLOP cost.
 
     Parameters
@@ -101,7 +101,7 @@ def morphnet_penalty(net: ResBuilderNet, gamma_threshold: float = 1e-2):
     return reg, cost
 
 
-def alive_widths(net: ResBuilderNet, gamma_threshold: float = 1e-2):
+def alive_widths(net: ResBuilderNet, gamma_threshold: float):
     """Widths the MorphNet step keeps (Alg. 1, step 2): alive channels per group.
 
     Returns
@@ -191,7 +191,7 @@ def penalty_scale(arch: Architecture) -> float:
 
 
 def penalty_value(net: ResBuilderNet, morph_strength: float, lasso_strength: float,
-                  gamma_threshold: float = 1e-2) -> torch.Tensor:
+                  gamma_threshold: float) -> torch.Tensor:
     """``scale * (lambda_M G_M + lambda_Lambda G_Lambda)`` (paper eq. 5's penalty terms).
 
     Differentiable w.r.t. the BN parameters it reads; ``scale`` is
@@ -213,7 +213,7 @@ def _penalised_params(net: ResBuilderNet) -> list:
 
 
 def proximal_step(net: ResBuilderNet, step_size: float, morph_strength: float,
-                  lasso_strength: float, gamma_threshold: float = 1e-2) -> None:
+                  lasso_strength: float, gamma_threshold: float) -> None:
     """Soft-threshold the BN parameters by the penalty term (decoupled L1).
 
     Both penalties are positively homogeneous in ``|gamma|`` (and ``relu(beta_2)``),

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from . import defaults
 from .architecture import Architecture
 from .augment import flip_invariant
 from .candidates import Candidate, CandidatePool, prune, select, selection_se
@@ -35,7 +36,7 @@ from .flops import largest_omega
 from .inference import valid_logits
 from .network import ResBuilderNet, insert_block, remove_blocks, resize
 from .progress import SearchCallback, TqdmProgress, format_record
-from .records import SearchRecord, new_record, score_record
+from .records import NO_REG, SearchRecord, new_record, score_record
 from .regularizers import alive_widths, block_scores
 from .timebudget import SearchTimeBudget
 from .timeplan import TimePlan
@@ -47,25 +48,21 @@ __all__ = ["SearchConfig", "SearchResult", "Search", "run_search", "operations",
            "SearchCallback", "TqdmProgress", "format_record",
            "Candidate", "select", "prune", "selection_se"]
 
-NO_REG = ("no_reg_wi", "no_reg_ri")
-
-
 @dataclass
 class SearchConfig:
-    """Settings of the search loop (paper §4.1 defaults); training ones in ``train``."""
+    """Settings of the search loop (defaults from :mod:`~sklearn_resbuilder.defaults`);
+    training ones in ``train``."""
 
-    flop_budget: float = 1e8
-    n_insertions: int = 4
-    n_morph_steps: int = 7
-    lasso_threshold: float = 1e-3
+    flop_budget: float = defaults.FLOP_BUDGET
+    n_insertions: int = defaults.N_INSERTIONS
+    n_morph_steps: int = defaults.N_MORPH_STEPS
+    lasso_threshold: float = defaults.LASSO_THRESHOLD
     max_time: float | None = None
     max_redraws: int = 50
     retrain_fresh: bool = False
     check_removals: bool = True
-    #: The MorphNet step rounds widths of at least 4 x this to its multiples
-    #: (deviation 18: odd widths step up to 40 % slower per FLOP; deviation 19:
-    #: narrower ones stay exact); 1: exact.
-    width_multiple: int = 8
+    #: The MorphNet step rounds widths of at least 4 x this to its multiples; 1: exact.
+    width_multiple: int = defaults.WIDTH_MULTIPLE
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -520,14 +517,14 @@ def _shallower_for_budget(net, alive_arch, budget):
     removed = []
     arch = alive_arch
     for sb in sorted(scores, key=scores.get):
-        if arch.scaled(1e-9).flops() <= budget:
+        if arch.narrowest().flops() <= budget:
             break
         removed.append(sb)
         arch = alive_arch.remove_blocks(removed)
-    if arch.scaled(1e-9).flops() > budget:
+    if arch.narrowest().flops() > budget:
         raise ValueError(
             f"flop_budget {budget:,.0f} is below the smallest network of this shape "
-            f"({arch.scaled(1e-9).flops():,} FLOPs with no blocks and every width 1)")
+            f"({arch.narrowest().flops():,} FLOPs with no blocks and every width 1)")
     return remove_blocks(net, removed), arch, removed
 
 

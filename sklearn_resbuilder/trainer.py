@@ -9,6 +9,7 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 from .inference import bf16_autocast, prepare_batch
+from .defaults import GAMMA_THRESHOLD
 from .regularizers import PROXIMAL_LR_RATIO, penalty_value, proximal_step
 
 
@@ -44,7 +45,7 @@ class ResBuilderTrainer(NeuralNetClassifier):
         Passed to ``skorch.NeuralNetClassifier``.
     """
 
-    def __init__(self, module, *, morph_strength=0.0, lasso_strength=0.0, gamma_threshold=1e-2,
+    def __init__(self, module, *, morph_strength=0.0, lasso_strength=0.0, gamma_threshold=GAMMA_THRESHOLD,
                  input_mean=None, input_std=None, augment=None, mixed_precision=False,
                  channels_last=False, **kwargs):
         # Set before skorch's __init__: afterwards skorch refuses plain attributes

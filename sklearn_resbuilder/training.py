@@ -33,23 +33,22 @@ from .augment import make_augment
 from .callbacks import stop_callbacks
 from .inference import PREDICT_BATCH_SIZE
 from .network import ResBuilderNet
+from . import defaults
+from .records import VARIANTS
 from .trainer import ResBuilderTrainer
 from .training_data import TensorBatches, TrainingData, joined
 
-VARIANTS = ("with_reg", "no_reg_wi", "no_reg_ri")
-
-
 @dataclass
 class TrainConfig:
-    """Settings of one training (paper §4 defaults)."""
+    """Settings of one training (defaults from :mod:`~sklearn_resbuilder.defaults`)."""
 
-    morph_strength: float = 1e-7
-    lasso_strength: float = 1e-8
-    gamma_threshold: float = 1e-2
-    weight_decay: float = 1e-5
-    lr: float = 1e-3
-    batch_size: int = 128
-    max_epochs: int = 20
+    morph_strength: float = defaults.MORPH_STRENGTH
+    lasso_strength: float = defaults.LASSO_STRENGTH
+    gamma_threshold: float = defaults.GAMMA_THRESHOLD
+    weight_decay: float = defaults.WEIGHT_DECAY
+    lr: float = defaults.LR
+    batch_size: int = defaults.BATCH_SIZE
+    max_epochs: int = defaults.MAX_EPOCHS
     patience: int = 5
     #: Floor on the refit's optimizer steps: small data gets more epochs (300
     #: images at batch 128 are 3 steps an epoch; 20 epochs do not train a net).

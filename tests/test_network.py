@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from sklearn_resbuilder import Architecture, Stage, Stem
+from sklearn_resbuilder.defaults import GAMMA_THRESHOLD
 from sklearn_resbuilder.network import (
     INSERT_GAMMA,
     ResBuilderNet,
@@ -482,7 +483,7 @@ def test_grown_channels_live_after_training(digits):
     net = train_one(ResBuilderNet(arch, generator=_gen(0)), data, cfg, regularized=True).module
     big = resize(net, arch.scaled(2.0), generator=_gen(1))   # 8 -> 16 channels everywhere
     trained = train_one(big, data, cfg, regularized=True, seed=1).module
-    groups, mids = alive_widths(trained)
+    groups, mids = alive_widths(trained, GAMMA_THRESHOLD)
     assert groups == [16] and mids == [[16], [], []]
     # The copies are as strong as the channels they came from, so a later
     # shrink does not drop them first (fresh ones started at gamma 0.1 and

@@ -16,6 +16,7 @@ import torch
 
 from sklearn_resbuilder import Architecture, Stage, Stem
 from sklearn_resbuilder.network import INSERT_GAMMA, insert_block
+from sklearn_resbuilder.defaults import GAMMA_THRESHOLD
 from sklearn_resbuilder.regularizers import (
     alive_widths,
     block_scores,
@@ -24,7 +25,7 @@ from sklearn_resbuilder.regularizers import (
     morphnet_penalty,
 )
 
-TAU = 1e-2  # MorphNet's alive threshold tau_M (the default)
+TAU = GAMMA_THRESHOLD  # MorphNet's alive threshold tau_M (the default)
 
 
 def _gen(seed=0):
@@ -417,7 +418,7 @@ def test_penalty_weights_do_not_depend_on_the_image_size(side):
         net = arch.build(_gen())
         bns = [m.weight for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         return torch.cat([g.abs() for g in torch.autograd.grad(
-            penalty_value(net, 1e-7, 1e-8), bns)])
+            penalty_value(net, 1e-7, 1e-8, TAU), bns)])
 
     torch.testing.assert_close(weights(side), weights(8), rtol=1e-5, atol=0)
 
