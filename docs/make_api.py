@@ -54,9 +54,11 @@ SECTIONS = [
      "Raised by `fit` with `checkpoint_dir` when a checkpoint cannot be written "
      "(`from sklearn_resbuilder import CheckpointError`). See "
      "[Resuming a long search](user_guide.md#resuming-a-long-search)."),
-    ("Search hooks", "sklearn_resbuilder.search", ["SearchCallback", "format_record"],
+    ("Search hooks", "sklearn_resbuilder.progress", ["SearchCallback", "format_record"],
      "For code that drives `sklearn_resbuilder.search.run_search` itself and wants "
-     "progress events."),
+     "progress events (also importable from `sklearn_resbuilder.search`)."),
+    ("History records", "sklearn_resbuilder.records", ["SearchRecord", "ScoreRecord"],
+     "The keys of `history_`'s records (plain dicts; these types document them)."),
 ]
 
 # Methods every scikit-learn estimator inherits; listed by name, not documented

@@ -29,39 +29,94 @@ NO_REG = VARIANTS[1:]
 
 
 class ScoreRecord(TypedDict):
-    """One training of one variant (``"with_reg"``, ``"no_reg_wi"``, ``"no_reg_ri"``)."""
+    """One training of one variant (``"with_reg"``, ``"no_reg_wi"``, ``"no_reg_ri"``).
 
-    valid_accuracy: float | None  # on the validation split, at the best epoch
+    Attributes
+    ----------
+    valid_accuracy, valid_loss : float or None
+        On the validation split, at the best epoch (the weights kept).
+    train_loss : float or None
+        Of that epoch; None when no epoch finished.
+    best_epoch : int
+        The epoch whose weights early stopping kept.
+    epochs : int
+        Epochs run.
+    n_valid : int
+        Validation images (the selection's standard error is of these).
+    stopped : str or None
+        Why it ended before ``max_epochs``: ``"early_stopping"``,
+        ``"max_time"``, ``"hard stop"``, ``"diverged ..."``.
+    batch_size : int
+        After any out-of-memory halving.
+    seconds : float
+        Wall seconds.
+    planned_seconds : float, optional
+        The time plan's modelled seconds (with ``max_time`` or ``plan``).
+    """
+
+    valid_accuracy: float | None
     valid_loss: float | None
-    train_loss: float | None  # None: no epoch finished
-    best_epoch: int  # the epoch whose weights were kept (early stopping)
-    epochs: int  # epochs run
-    n_valid: int  # validation images (the selection's standard error is of these)
-    stopped: str | None  # why it ended early: "early_stopping", "max_time", "diverged ..."
-    batch_size: int  # after any out-of-memory halving
-    seconds: float  # wall seconds
-    planned_seconds: NotRequired[float]  # the time plan's modelled seconds (max_time)
+    train_loss: float | None
+    best_epoch: int
+    epochs: int
+    n_valid: int
+    stopped: str | None
+    batch_size: int
+    seconds: float
+    planned_seconds: NotRequired[float]
 
 
 class SearchRecord(TypedDict):
-    """One architecture the search visited (an element of ``history_``)."""
+    """One architecture the search visited (an element of ``history_``).
 
-    step: int  # index in the history
-    operation: str  # one of OPERATIONS
-    architecture: dict  # Architecture.to_dict()
+    Attributes
+    ----------
+    step : int
+        Its index in the history.
+    operation : {"start", "insert", "remove", "morph"}
+        The operation of the paper's Fig. 3 that led here.
+    architecture : dict
+        ``Architecture.to_dict()``.
+    n_blocks, flops, n_params : int
+        Residual blocks, FLOPs per image (forward pass), parameters.
+    within_budget : bool
+        ``flops <= flop_budget``: only these are candidates.
+    omega : float or None
+        The MorphNet step's width factor.
+    removed_blocks : list of [stage, index]
+        Blocks removed on the way here (greedy out, or dead at a MorphNet step).
+    inserted_at : [stage, position] or None
+        Where random in inserted a block.
+    collapsed : str or None
+        Why its training collapsed (then it is not a candidate).
+    reused_from : int or None
+        The step that trained this architecture before (not trained again).
+    seconds : float
+        Wall seconds of the step.
+    scores : dict of str to ScoreRecord
+        Per variant trained.
+    augment : dict, optional
+        The start record only, with ``augment="auto"``: the flip check and the choice.
+    refit : dict, optional
+        The chosen record only: the estimator's ``refit_`` record.
+    """
+
+    step: int
+    operation: str
+    architecture: dict
     n_blocks: int
-    flops: int  # per image, forward pass
+    flops: int
     n_params: int
-    within_budget: bool  # flops <= flop_budget
-    omega: float | None  # the MorphNet step's width factor
-    removed_blocks: list  # [stage, index] of the blocks removed on the way here
-    inserted_at: list | None  # [stage, position] of the block "random in" inserted
-    collapsed: str | None  # why its training collapsed (not a candidate), or None
-    reused_from: int | None  # the step that trained this architecture before, or None
-    seconds: float  # wall seconds of the step
-    scores: dict[str, ScoreRecord]  # per variant trained
-    augment: NotRequired[dict]  # the start record only, with augment="auto"
-    refit: NotRequired[dict]  # the chosen record only: the estimator's refit_ record
+    within_budget: bool
+    omega: float | None
+    removed_blocks: list
+    inserted_at: list | None
+    collapsed: str | None
+    reused_from: int | None
+    seconds: float
+    scores: dict[str, ScoreRecord]
+    augment: NotRequired[dict]
+    refit: NotRequired[dict]
 
 
 def new_record(step: int, operation: str, arch: Architecture, flop_budget: float, *,
