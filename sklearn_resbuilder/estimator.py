@@ -21,7 +21,8 @@ from .allocator import training_malloc
 from .architecture import Architecture
 from .checkpoint import SearchCheckpoint, data_fingerprint, params_fingerprint
 from .data import UINT8_SCALE, check_labels, check_same_shape, to_images, validation_split
-from .search import SearchConfig, TqdmProgress, run_search
+from .progress import TqdmProgress
+from .search import SearchConfig, run_search
 from .threads import resolve_threads, torch_threads
 from .timeplan import HARD_STOP_FACTOR, TimePlan, check_plan
 from .inference import inference_copy, predict_logits, prepare_batch
@@ -145,10 +146,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         The MorphNet step rounds every width of at least
         ``4 * width_multiple`` (32 for 8) to a multiple of it (the budget
         still holds); narrower widths stay exact. Convolutions run in channel
-        blocks of 8 or 16: measured on this CPU, a 71-wide network steps 40 %
-        slower than the same shape 64 wide. Rounding narrower widths gave up
-        FLOPs that cost accuracy on digits (median of 3 seeds: 0.9867 as
-        landed, 0.9822 rounding from 8 up). 1: the paper's exact widths.
+        blocks of 8 or 16, so odd widths step slower per FLOP, and rounding
+        narrow widths gives up FLOPs that cost accuracy (docs/algorithm.md,
+        deviations 18 and 19). 1: the paper's exact widths.
     image_shape : tuple, default=None
         How flat rows ``(n, D)`` become images: ``(H, W)``, ``(C, H, W)`` or
         ``(H, W, C)``, one entry may be -1. None infers a square (1 channel) or

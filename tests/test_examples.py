@@ -148,8 +148,8 @@ def test_resume_time_budget_example_goes_on_from_the_checkpoint():
     assert t2 > t1
     for flops in re.findall(r"FLOPs per image:\s+([0-9,]+) of", out):
         assert 0 < int(flops.replace(",", "")) <= 2e5
-    for acc in (float(a) for a in re.findall(r"test accuracy:\s+([0-9.]+)", out)):
-        assert 0.0 <= acc <= 1.0
+    accs = [float(a) for a in re.findall(r"test accuracy:\s+([0-9.]+)", out)]
+    assert len(accs) == 2 and all(acc > 0.2 for acc in accs)  # chance is 0.1
 
 
 def test_dask_grid_search_example_runs_its_fits_on_workers():
@@ -174,7 +174,7 @@ def test_ray_example_explains_itself_without_ray():
         assert "ray is not installed" in out and "pip install" in out
     else:  # Ray present: the example really runs a (smoke) search
         out = _run("ray_grid_search.py")
-        assert 0.0 <= _floats(r"test accuracy:\s+([0-9.]+)", out)[0] <= 1.0
+        assert _floats(r"test accuracy:\s+([0-9.]+)", out)[0] > 0.2  # chance is 0.1
 
 
 def test_image_folder_example_reads_the_pngs_it_wrote_and_fits():

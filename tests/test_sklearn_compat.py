@@ -122,7 +122,7 @@ def test_grid_search_parallel(digits):
     assert best.flop_budget == search.best_params_["flop_budget"]
     assert best.best_architecture_.flops() <= best.flop_budget
     assert hasattr(best, "module_")  # refit on the whole training data
-    assert 0 <= search.score(Xte, yte) <= 1
+    assert search.score(Xte, yte) == pytest.approx(np.mean(best.predict(Xte) == yte))
 
 
 # ----------------------------------------------------------------------------

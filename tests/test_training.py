@@ -20,7 +20,7 @@ from sklearn_resbuilder import Architecture
 from sklearn_resbuilder.network import insert_block
 from sklearn_resbuilder.regularizers import layer_lasso_penalty, morphnet_penalty, penalty_scale
 from sklearn_resbuilder.augment import BatchAugment, make_augment
-from sklearn_resbuilder.inference import prepare_batch
+from sklearn_resbuilder.inference import prepare_batch, valid_logits
 from sklearn_resbuilder.trainer import ResBuilderTrainer
 from sklearn_resbuilder.training import TrainConfig, VARIANTS, refit, train_one, train_variants
 from sklearn_resbuilder.training_data import TensorBatches, TrainingData
@@ -365,7 +365,11 @@ def test_no_time_left_trains_nothing(small_data):
     assert res.record["stopped"] == "max_time"
     assert res.record["epochs"] == 0 and res.record["planned_seconds"] == 0
     assert math.isnan(res.record["train_loss"])
-    assert 0 <= res.record["valid_accuracy"] <= 1 and math.isfinite(res.record["valid_loss"])
+    # No epoch ran: the record scores the start weights.
+    logits = valid_logits(res.module, small_data, "cpu")
+    right = (logits.argmax(1).cpu() == small_data.y_valid.cpu()).float().mean().item()
+    assert res.record["valid_accuracy"] == pytest.approx(right)
+    assert math.isfinite(res.record["valid_loss"])
     assert _same_weights(res.module, module) and all(
         torch.equal(res.module.state_dict()[k], v) for k, v in start.items())
 
@@ -426,7 +430,9 @@ def test_train_variants_records_and_independence(small_data):
     for name, r in res.items():
         assert KEYS <= set(r.record), name
         assert r.record["epochs"] == 2
-        assert 0 <= r.record["valid_accuracy"] <= 1
+        n_right = r.record["valid_accuracy"] * r.record["n_valid"]  # a count of images
+        assert r.record["n_valid"] == len(small_data.y_valid)
+        assert n_right == pytest.approx(round(n_right), abs=1e-6)
         assert r.module is not module
         assert r.module.architecture == module.architecture
     # the caller's module is untouched (weights and BN running stats)
