@@ -138,8 +138,10 @@ def test_gpu_example_falls_back_and_predicts_on_a_cpu_only_process():
 
 def test_resume_time_budget_example_goes_on_from_the_checkpoint():
     out = _run("resume_time_budget.py")
-    # The paper-length search is cut in both pieces ...
-    assert re.findall(r"^stopped:\s+(\S+)$", out, flags=re.M) == ["max_time", "max_time"]
+    # The paper-length search is cut in the first piece; the second goes on
+    # and is cut again or, on a fast machine, finishes it ...
+    first_stop, second_stop = re.findall(r"^stopped:\s+(\S+)$", out, flags=re.M)
+    assert first_stop == "max_time" and second_stop in ("max_time", "None")
     first, second = (int(n) for n in re.findall(r"architectures tried: (\d+)", out))
     # ... and the second piece continues the first: its history is longer and
     # its search time counts both pieces.
