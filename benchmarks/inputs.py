@@ -1,4 +1,4 @@
-"""Inputs beyond small square images (issue #14): 1-D signals and large images.
+"""Inputs beyond small square images 1-D signals and large images.
 
 Two experiments, each printed as a markdown table (test accuracy, FLOPs/image,
 fit seconds) and written to JSON:
@@ -93,7 +93,7 @@ def _have_mnist():
 
 # ------------------------------------------------------------------------ rows
 def old_start(input_shape, n_classes=N_CLASSES):
-    """The minimal start net as chosen before issue #14 (square kernels, no downsampling)."""
+    """The minimal start net as chosen before 0.2.0 (square kernels, no downsampling)."""
     c, h, w = input_shape
     n_pools = 2
     while n_pools > 0 and min(h, w) // (2 ** n_pools) < 1:

@@ -1,4 +1,4 @@
-"""Peak memory of a fit against the size of its input (issue #7, part 4).
+"""Peak memory of a fit against the size of its input .
 
 Each configuration runs in a fresh Python process, so no allocation of one
 run (or of loading MNIST, which unpickles 220 MB of float32 first) leaks into
@@ -31,7 +31,7 @@ Configurations (``--configs``):
     The same fit on the images as float32 in [0, 1] (4x the input bytes).
     Not in the default set: it takes as long as ``fit-uint8``.
 ``prep-nhwc``
-    Large colour images (issue #14): random uint8 ``(n, 128, 128, 3)``
+    Large colour images: random uint8 ``(n, 128, 128, 3)``
     channel-last images (``--n-big``, default 5,000 = 234 MiB; 20,000 is the
     issue's 0.9 GiB), 10 classes. Measures the ``prep`` phase only: ``fit``
     is stopped when the search would start, so no training runs. The
@@ -39,7 +39,7 @@ Configurations (``--configs``):
     estimator makes on the way into training. Not in the default set (no
     MNIST needed: ``--configs prep-nhwc``).
 
-The target (issue #7): ``peak - baseline <= 3 x input + model``, with
+The target: ``peak - baseline <= 3 x input + model``, with
 ``model = 16 B x parameters`` of the largest network trained (weights,
 gradients and Adam's two moments, float32). That reading leaves out the
 activations and allocator caches any training needs (the ``loop`` row
@@ -274,7 +274,7 @@ def _print_prep(r, threads, torch_version):
           f"{r.get('channels_last')} | {r['seconds']:.1f} |")
     print()
     print("prep growth = peak RSS before the search starts - RSS after making the input; "
-          "copies = prep growth / input size (the target of issue #14: at most 1).")
+          "copies = prep growth / input size (the target: at most 1).")
 
 
 def main(argv=None):

@@ -1,4 +1,4 @@
-"""Training and prediction throughput against a plain PyTorch loop and the CPU's matmul (issue #13).
+"""Training and prediction throughput against a plain PyTorch loop and the CPU's matmul.
 
 For three networks -- the minimal start net, the demo's final net (minimal +
 one block at 28x28 and one at 7x7, width 16, 7.9 MFLOPs) and a 6-block net
@@ -238,9 +238,9 @@ def worker(part: str, rnd: int, args) -> dict:
     data = load_data(args.n_train)
     if part == "matmul":
         return {"gflops": matmul_gflops(), "gflops_bf16": matmul_gflops(dtype=torch.bfloat16)}
-    if part == "search-before":  # the trainer as it was before issue #13
+    if part == "search-before":  # the trainer as it was before bfloat16 and channels-last
         return search_seconds(data, False, args.epochs)
-    if part == "search-fp32":  # channels-last + training malloc, float32 (session 9)
+    if part == "search-fp32":  # channels-last + training malloc, float32 (commit 9ed8c0e (2026-12-03))
         with training_malloc():
             return search_seconds(data, True, args.epochs)
     if part == "search-now":
