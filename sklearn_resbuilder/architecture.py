@@ -599,12 +599,11 @@ class Architecture:
 
         Parameters
         ----------
-        input_shape : tuple of int
-            ``(C, H, W)`` of one image.
-        n_classes : int
-            Number of classes.
+        input_shape, n_classes
+            As in :meth:`minimal`.
         width : int, default=16
-            Channels of the stem conv (stage 0's stream width).
+            Channels of the stem conv: stage 0's stream width, doubled at
+            each later stage.
 
         Returns
         -------
@@ -634,10 +633,8 @@ class Architecture:
 
         Parameters
         ----------
-        input_shape : tuple of int
-            ``(C, H, W)`` of one image.
-        n_classes : int
-            Number of classes.
+        input_shape, n_classes
+            As in :meth:`minimal`.
 
         Returns
         -------

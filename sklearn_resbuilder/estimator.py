@@ -605,16 +605,18 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         return torch.softmax(logits, dim=1).cpu().numpy().astype(np.float64)
 
     def predict(self, X):
-        """Predicted labels (from ``classes_``).
+        """Predicted labels (from ``classes_``): the most probable class of
+        :meth:`predict_proba` for each image.
 
         Parameters
         ----------
         X : array-like
-            Images in any layout ``fit`` accepts, with the fitted shape.
+            As in :meth:`predict_proba`.
 
         Returns
         -------
         ndarray of shape (n,)
+            Labels of the dtype of ``classes_``.
         """
         proba = self.predict_proba(X)  # checks fitted first: NotFittedError, not AttributeError
         return self.classes_[np.argmax(proba, axis=1)]
@@ -729,11 +731,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         ----------
         path : str or path-like
             File to write (conventionally ``*.pt2``).
-        include_preprocessing : bool, default=True
-            Fold the /255 and standardisation in (raw pixels in), as in
-            :meth:`to_torch`.
-        proba : bool, default=False
-            Output probabilities instead of logits.
+        include_preprocessing, proba : bool, default=True, False
+            As in :meth:`export_onnx`.
 
         Returns
         -------

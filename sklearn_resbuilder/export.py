@@ -276,12 +276,10 @@ def export_onnx(clf, path, *, include_preprocessing: bool = True, proba: bool = 
 
     Parameters
     ----------
-    clf : ResBuilderClassifier
-        A fitted estimator.
+    clf, include_preprocessing, proba
+        As in :func:`to_torch` (``clf`` fitted).
     path : str or path-like
         Where to write (conventionally ``*.onnx``).
-    include_preprocessing, proba : bool
-        As in :func:`to_torch`.
     opset_version : int, optional
         ONNX opset; torch's default when None.
 
