@@ -611,7 +611,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like
-            As in :meth:`predict_proba`.
+            Images, as for :meth:`predict_proba`.
 
         Returns
         -------
@@ -652,7 +652,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like
-            Images in any layout ``fit`` accepts, with the fitted shape.
+            As in :meth:`predict_proba`.
 
         Returns
         -------
