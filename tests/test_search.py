@@ -412,36 +412,6 @@ def test_best_ties_go_to_more_flops(fake, digits):
     assert res.history[res.best_step]["flops"] == max(r["flops"] for r in tied)
 
 
-def _cand(acc, flops, step):
-    return search_mod.Candidate(acc, flops, step, "no_reg_wi", module=None)
-
-
-def test_select_takes_the_largest_network_the_split_cannot_tell_from_the_best():
-    """n_valid = 100: SE at 0.95 is 0.022. 0.94 at 180k ties the best 0.95 at
-    56k, so the bigger one is chosen; 0.90 at 200k is > 1 SE worse and is not."""
-    cands = [_cand(0.95, 56_000, 1), _cand(0.94, 180_000, 3), _cand(0.90, 200_000, 4)]
-    assert search_mod.select(cands, 100).step == 3
-    # the same three judged on 10,000 images (SE 0.002): only the best is eligible
-    assert search_mod.select(cands, 10_000).step == 1
-    # equal FLOPs: the higher accuracy, then the earlier step
-    assert search_mod.select([_cand(0.93, 9, 0), _cand(0.94, 9, 2)], 100).step == 2
-    assert search_mod.select([_cand(0.94, 9, 0), _cand(0.94, 9, 2)], 100).step == 0
-    assert search_mod.select([], 100) is None
-
-
-def test_prune_keeps_exactly_what_select_can_still_choose():
-    """Whatever arrives later, select(prune(pool) + later) == select(pool + later)."""
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        pool = [_cand(float(rng.integers(80, 100)) / 100, int(rng.integers(1, 6)), i)
-                for i in range(int(rng.integers(1, 8)))]
-        later = [_cand(float(rng.integers(80, 100)) / 100, int(rng.integers(1, 6)), 10 + i)
-                 for i in range(int(rng.integers(0, 4)))]
-        kept = search_mod.prune(pool, 90)
-        assert len(kept) <= len(pool)
-        assert search_mod.select(kept + later, 90) == search_mod.select(pool + later, 90)
-
-
 # ------------------------------------------------------------------ collapse
 def _zero_stream_gammas(i, module):
     if i == 1:  # the first insertion
