@@ -57,9 +57,13 @@ def test_training_steps_stop_faulting_in_their_memory():
     tuned, plain, inside = _run(_clean_env())
     if not tuned:
         pytest.skip("not glibc (or jemalloc/tcmalloc preloaded)")
-    # Measured (median step): 3,000-17,000 page faults with glibc's defaults, 0-100 inside.
-    assert plain > 500, plain
-    assert inside < 0.1 * plain, (plain, inside)
+    # Measured (median step): 3,000-17,000 page faults with glibc's defaults,
+    # 0-100 inside. glibc's own dynamic mmap threshold sometimes settles before
+    # the plain steps are counted (0 faults then): the tuned steps are judged
+    # by their count, and against the plain ones where those fault at all.
+    assert inside <= 200, (plain, inside)
+    if plain > 500:
+        assert inside < 0.1 * plain, (plain, inside)
 
 
 def test_a_users_own_malloc_settings_are_left_alone(monkeypatch):
