@@ -211,9 +211,11 @@ def row_resbuilder(ctx):
     refit = clf.refit_ or {}
     refit_note = (f"; search {clf.search_time_:.0f} s, refit {refit.get('epochs', 0)} ep"
                   + ("" if refit.get("used") else " (not used)")) if clf.refit else ""
+    collapsed = [r for r in clf.history_ if r.get("collapsed")]
     return [dict(method="ResBuilder", acc=float(clf.score(ctx["Xt"], ctx["yt"])),
                  flops=arch.flops(), fit_s=fit_s, arch=arch.to_dict(),
                  search_s=clf.search_time_, refit_epochs=refit.get("epochs"),
+                 n_collapsed=len(collapsed), collapsed_s=sum(r["seconds"] for r in collapsed),
                  notes=f"{arch.summary()}; {len(clf.history_)} archs; "
                        f"{n_ins} ins / {n_morph} morph / {epochs} ep" + refit_note)]
 
@@ -225,11 +227,17 @@ MULTIPLE = ResBuilderClassifier().width_multiple
 
 def row_uniform(ctx):
     base = Architecture.minimal(ctx["data"].shape, ctx["data"].n_classes)
-    layouts = []
+    layouts, errors = [], []
     for name, layout in LAYOUTS.items():
-        _, arch = largest_omega(with_blocks(base, layout), ctx["budget"], multiple=MULTIPLE)
+        try:
+            _, arch = largest_omega(with_blocks(base, layout), ctx["budget"], multiple=MULTIPLE)
+        except ValueError as exc:  # this depth does not fit the budget even at width 1
+            errors.append(exc)
+            continue
         layouts.append(arch_row(f"uniform {name}", arch, ctx["data"], ctx["T"] / len(LAYOUTS),
                                 ctx["seed"]))
+    if not layouts:
+        raise errors[0]
     best = max(layouts, key=lambda r: r["val_acc"])  # chosen without looking at the test set
     return [dict(best, method="uniform ResNet (best of 3 by val)",
                  fit_s=sum(r["fit_s"] for r in layouts),
