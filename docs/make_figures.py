@@ -13,15 +13,24 @@ About 5-8 minutes on 2 CPU threads (``max_time`` caps the search at 10).
 
 Run: ``.venv/bin/python docs/make_figures.py``. ``RESBUILDER_SMOKE=1``
 shrinks it to 300 images and 1 epoch (seconds).
+
+``--pareto FILE [FILE ...]`` instead draws ``docs/figures/pareto.png`` (the
+accuracy-FLOPs front of docs/benchmarks.md) from the JSON files that
+``benchmarks/pareto.py`` writes (no fit; one panel per data set);
+``docs/figures/pareto_*.json`` are the measurements the docs show.
 """
 
+import argparse
+import json
 import os
+import statistics
 import time
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no window
+import matplotlib.pyplot as plt  # noqa: E402
 
 from sklearn_resbuilder import ResBuilderClassifier  # noqa: E402
 from sklearn_resbuilder.datasets import load_mnist  # noqa: E402
@@ -62,5 +71,53 @@ def main() -> None:
         print(OUT / name)
 
 
+def pareto_figure(paths, out=OUT / "pareto.png"):
+    """Test accuracy against FLOPs/image (log x), one line per method: the
+    median over seeds, error bars from the lowest to the highest seed."""
+    panels = {}
+    for path in paths:
+        for name, d in json.loads(Path(path).read_text())["datasets"].items():
+            panels[name] = d
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
+    for ax, (name, d) in zip(axes[0], panels.items()):
+        by = {}
+        for r in d["rows"]:
+            if "acc" in r:
+                by.setdefault(r["method"], {}).setdefault(r["budget"], []).append(r)
+        for method, cells in by.items():
+            budgets = sorted(cells)
+            x = [statistics.median(r["flops"] for r in cells[b]) for b in budgets]
+            accs = [[r["acc"] for r in cells[b]] for b in budgets]
+            y = [statistics.median(a) for a in accs]
+            err = [[m - min(a) for m, a in zip(y, accs)], [max(a) - m for m, a in zip(y, accs)]]
+            point = len(budgets) == 1  # SVC / MLP: fitted once, at their own FLOPs
+            ax.errorbar(x, y, yerr=err, marker="*" if method == "ResBuilder" else "o",
+                        ms=10 if method == "ResBuilder" else 5, capsize=3,
+                        ls="none" if point else "-", lw=2.2 if method == "ResBuilder" else 1.2,
+                        label=method, zorder=3 if method == "ResBuilder" else 2)
+        for b in d["budgets"]:
+            ax.axvline(b, color="0.85", lw=0.8, zorder=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("FLOPs per image (grey lines: the budgets)")
+        ax.set_ylabel("test accuracy")
+        seeds = sorted({r["seed"] for r in d["rows"]})
+        ax.set_title(f"{name}: {d['n_train']:,} train / {d['n_test']:,} test, "
+                     f"{len(seeds)} seed(s)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    print(out)
+    return fig
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pareto", nargs="+", metavar="FILE",
+                        help="draw docs/figures/pareto.png from benchmarks/pareto.py JSON")
+    args = parser.parse_args()
+    if args.pareto:
+        pareto_figure(args.pareto)
+    else:
+        main()

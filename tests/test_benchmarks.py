@@ -111,3 +111,36 @@ def test_seed_spread_reads_the_numbers_the_demo_prints():
     assert not any(s.endswith("s)") for s in row["steps"])
     with pytest.raises(ValueError, match="no .accuracy. line"):
         seed_spread.parse("step   0 start\n")
+
+
+def test_pareto_benchmark_prints_the_front(tmp_path):
+    """benchmarks/pareto.py (ResBuilder against fixed networks scaled to each
+    budget) runs every row at two tiny budgets and judges each budget."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, str(BENCH / "pareto.py"), "--smoke",
+                          "--datasets", "digits", "--seeds", "0", "--threads", "1",
+                          "--out", str(tmp_path / "pareto.json")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "ResBuilder against the best fixed network within each budget" in out.stdout
+    report = json.loads((tmp_path / "pareto.json").read_text())["datasets"]["digits"]
+    budgets = report["budgets"]
+    assert budgets == [1e4, 3e4]
+    rows = report["rows"]
+    methods = {r["method"] for r in rows}
+    assert methods == {"ResBuilder", "2-conv CNN (scaled)", "uniform ResNet (scaled)",
+                       "pyramid (scaled)", "SVC(rbf)", "MLPClassifier(256)"}
+    for r in rows:
+        assert "error" not in r, r
+        if r["method"] in ("SVC(rbf)", "MLPClassifier(256)"):
+            continue
+        assert r["flops"] <= r["budget"], r
+        if r["method"] == "ResBuilder":
+            assert isinstance(r["n_collapsed"], int)
+            assert 0 <= r["collapsed_s"] <= r["search_s"] + 1e-9
+        else:  # a fixed row is scaled to its budget, not left far below it
+            assert r["flops"] > 0.5 * r["budget"], r
+    # both budgets judged, from the same rows the table shows
+    assert set(report["verdicts"]) == {"10000", "30000"}
+    assert all(v in ("ahead", "tie", "behind, within SE", "behind")
+               for v in report["verdicts"].values())
