@@ -287,7 +287,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=3, help="per training; the first is a warm-up")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--search", action="store_true",
-                    help="also time a short fixed search with the trainer before and after #13")
+                    help="also time a short fixed search with the trainer of 0.1.0 and now")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "throughput.json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -367,7 +367,7 @@ def main(argv=None):
 
     searches = {}
     if args.search:
-        searches = {"NCHW, glibc default malloc, float32 (before #13)":
+        searches = {"NCHW, glibc default malloc, float32 (0.1.0)":
                     spawn("search-before", 0, args),
                     "channels-last + training malloc, float32": spawn("search-fp32", 0, args),
                     "as fit runs it (" + ("bfloat16 autocast" if AUTO_BF16 else "float32")
