@@ -191,16 +191,19 @@ def penalty_scale(arch: Architecture) -> float:
 
 
 def penalty_value(net: ResBuilderNet, morph_strength: float, lasso_strength: float,
-                  gamma_threshold: float) -> torch.Tensor:
+                  gamma_threshold: float, flop_floor: float = 0.0) -> torch.Tensor:
     """``scale * (lambda_M G_M + lambda_Lambda G_Lambda)`` (paper eq. 5's penalty terms).
 
     Differentiable w.r.t. the BN parameters it reads; ``scale`` is
     :func:`penalty_scale`. :func:`proximal_step` applies exactly this term.
+    ``flop_floor``: the MorphNet term is left out while the alive channels
+    cost at most this many FLOPs (0: always on).
     """
     total = net.head.weight.new_zeros(())
     if morph_strength:
-        reg, _ = morphnet_penalty(net, gamma_threshold)
-        total = total + morph_strength * reg
+        reg, cost = morphnet_penalty(net, gamma_threshold)
+        if cost > flop_floor:
+            total = total + morph_strength * reg
     if lasso_strength:
         total = total + lasso_strength * layer_lasso_penalty(net)
     return total * penalty_scale(net.architecture)
@@ -212,8 +215,14 @@ def _penalised_params(net: ResBuilderNet) -> list:
     return params + [blk.bn2.bias for _, blk in net.blocks()]
 
 
+#: Halvings of the proximal step that would cut a network below its FLOP
+#: floor: the step taken is within 2**-12 of the largest that keeps it.
+FLOOR_BISECTIONS = 12
+
+
 def proximal_step(net: ResBuilderNet, step_size: float, morph_strength: float,
-                  lasso_strength: float, gamma_threshold: float) -> None:
+                  lasso_strength: float, gamma_threshold: float,
+                  flop_floor: float = 0.0) -> None:
     """Soft-threshold the BN parameters by the penalty term (decoupled L1).
 
     Both penalties are positively homogeneous in ``|gamma|`` (and ``relu(beta_2)``),
@@ -225,24 +234,49 @@ def proximal_step(net: ResBuilderNet, step_size: float, morph_strength: float,
     channel (docs/architecture.md §5.6): here a channel shrinks in proportion to its FLOP
     cost, and one the data does not defend reaches exactly 0.
 
+    With a ``flop_floor``, MorphNet's term is off while the alive channels
+    cost at most the floor, and a step that would take them below it is cut
+    to the largest fraction that does not: an over-budget network shrinks to
+    its budget instead of losing a whole stream.
+
     Parameters
     ----------
     net : ResBuilderNet
     step_size : float
         ``PROXIMAL_LR_RATIO * lr`` in the trainer (the optimizer's current lr,
         so a schedule applies to the penalties too).
-    morph_strength, lasso_strength, gamma_threshold : float
-        lambda_M, lambda_Lambda and tau_M, as in :func:`penalty_value`.
+    morph_strength, lasso_strength, gamma_threshold, flop_floor : float
+        lambda_M, lambda_Lambda, tau_M and the floor, as in :func:`penalty_value`.
     """
     if not (morph_strength or lasso_strength) or step_size <= 0:
         return
     params = _penalised_params(net)
     with torch.enable_grad():
-        total = penalty_value(net, morph_strength, lasso_strength, gamma_threshold)
+        total = penalty_value(net, morph_strength, lasso_strength, gamma_threshold,
+                              flop_floor)
+        if not total.requires_grad:  # the floor left no term with a gradient
+            return
         grads = torch.autograd.grad(total, params, allow_unused=True)
+    pairs = [(p, g) for p, g in zip(params, grads) if g is not None]
     with torch.no_grad():
-        for p, g in zip(params, grads):
-            if g is None:
-                continue
-            shrunk = (p.abs() - step_size * g.abs()).clamp_(min=0)
-            p.copy_(torch.sign(p) * shrunk)
+        before = [p.detach().clone() for p, _ in pairs] if flop_floor else None
+
+        def shrink(fraction):
+            for (p, g), old in zip(pairs, before or [p.detach() for p, _ in pairs]):
+                p.copy_(torch.sign(old) * (old.abs() - fraction * step_size * g.abs()).clamp(min=0))
+
+        shrink(1.0)
+        if flop_floor and morphnet_penalty(net, gamma_threshold)[1] < flop_floor:
+            # The whole step would cut the network below the floor (one step
+            # can kill a whole stream of a far-over-budget net): take the
+            # largest fraction of it that keeps the floor (bisection; the
+            # alive cost only falls as the fraction grows, and 0 keeps it).
+            lo, hi = 0.0, 1.0
+            for _ in range(FLOOR_BISECTIONS):
+                mid = (lo + hi) / 2
+                shrink(mid)
+                if morphnet_penalty(net, gamma_threshold)[1] >= flop_floor:
+                    lo = mid
+                else:
+                    hi = mid
+            shrink(lo)

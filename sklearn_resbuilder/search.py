@@ -193,7 +193,12 @@ class Search:
             return True
         self.visited.add(arch)
         seed = int(self.rng.integers(2**31 - 1))
-        results = train_variants(net, self.data, self.train_config, seed=seed,
+        # An over-budget network's With Reg training shrinks it to the budget,
+        # not past it: unchecked, the pressure grows with width and kills a
+        # whole stream (a collapse, a training thrown away; deviation 24).
+        over = arch.flops() > self.config.flop_budget
+        config = replace(self.train_config, flop_floor=self.config.flop_budget if over else 0.0)
+        results = train_variants(net, self.data, config, seed=seed,
                                  variants=self._variants(arch), plan=self.time_plan)
         smallest = min((r.record.get("batch_size", self.train_config.batch_size)
                         for r in results.values()), default=self.train_config.batch_size)

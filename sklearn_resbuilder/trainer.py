@@ -30,6 +30,10 @@ class ResBuilderTrainer(NeuralNetClassifier):
         lambda_Lambda, LayerLasso strength.
     gamma_threshold : float
         tau_M, MorphNet's alive threshold on |gamma|.
+    flop_floor : float
+        MorphNet's pressure pauses while the alive channels cost at most this
+        many FLOPs (0: never): an over-budget network shrinks to the budget,
+        not past it (docs/algorithm.md, deviation 24).
     input_mean, input_std : array-like of shape (C,)
         Per-channel standardisation (computed on the training split).
     augment : torchvision transform or None
@@ -46,13 +50,14 @@ class ResBuilderTrainer(NeuralNetClassifier):
     """
 
     def __init__(self, module, *, morph_strength=0.0, lasso_strength=0.0, gamma_threshold=GAMMA_THRESHOLD,
-                 input_mean=None, input_std=None, augment=None, mixed_precision=False,
+                 flop_floor=0.0, input_mean=None, input_std=None, augment=None, mixed_precision=False,
                  channels_last=False, **kwargs):
         # Set before skorch's __init__: afterwards skorch refuses plain attributes
         # holding torch modules (the augmentation is a v2.Transform).
         self.morph_strength = morph_strength
         self.lasso_strength = lasso_strength
         self.gamma_threshold = gamma_threshold
+        self.flop_floor = flop_floor
         self.input_mean = input_mean
         self.input_std = input_std
         self.augment = augment
@@ -80,7 +85,8 @@ class ResBuilderTrainer(NeuralNetClassifier):
         if training and (self.morph_strength or self.lasso_strength):
             with torch.no_grad():
                 penalty = penalty_value(self.module_, self.morph_strength,
-                                        self.lasso_strength, self.gamma_threshold)
+                                        self.lasso_strength, self.gamma_threshold,
+                                        self.flop_floor)
             loss = loss + penalty
         return loss
 
@@ -90,7 +96,7 @@ class ResBuilderTrainer(NeuralNetClassifier):
         if self.morph_strength or self.lasso_strength:
             lr = self.optimizer_.param_groups[0]["lr"]
             proximal_step(self.module_, PROXIMAL_LR_RATIO * lr, self.morph_strength,
-                          self.lasso_strength, self.gamma_threshold)
+                          self.lasso_strength, self.gamma_threshold, self.flop_floor)
         return step
 
     def preprocess(self, x, training: bool = False) -> torch.Tensor:

@@ -45,6 +45,9 @@ class TrainConfig:
     morph_strength: float = defaults.MORPH_STRENGTH
     lasso_strength: float = defaults.LASSO_STRENGTH
     gamma_threshold: float = defaults.GAMMA_THRESHOLD
+    #: With Reg's MorphNet pressure pauses while the alive channels cost at
+    #: most this (the search sets the budget for over-budget networks).
+    flop_floor: float = 0.0
     weight_decay: float = defaults.WEIGHT_DECAY
     lr: float = defaults.LR
     batch_size: int = defaults.BATCH_SIZE
@@ -201,7 +204,7 @@ def _trainer(module, data, config, *, regularized, seed, batch_size, channels_la
         module,
         morph_strength=config.morph_strength if regularized else 0.0,
         lasso_strength=config.lasso_strength if regularized else 0.0,
-        gamma_threshold=config.gamma_threshold,
+        gamma_threshold=config.gamma_threshold, flop_floor=config.flop_floor,
         input_mean=data.mean, input_std=data.std,
         augment=make_augment(config.augment, config.device, augment_seed),
         mixed_precision=config.mixed_precision, channels_last=channels_last,

@@ -21,6 +21,7 @@ from sklearn.exceptions import NotFittedError
 import sklearn_resbuilder.estimator as estimator_module
 from sklearn_resbuilder import Architecture, ResBuilderClassifier
 from sklearn_resbuilder.estimator import resolve_device
+from sklearn_resbuilder.flops import largest_omega
 
 BUDGET = 2e5
 # lr 1e-2: three epochs on 500 digits then score 0.72-0.87 (measured, seeds 0-3)
@@ -564,6 +565,28 @@ def test_pyramid_start_is_the_doubling_net():
     assert [s.width for s in clf.best_architecture_.stages] == [16, 32, 64]
     with pytest.raises(ValueError, match="start"):
         ResBuilderClassifier(start="pyramids").fit(X, y)
+
+
+def test_a_named_start_over_the_budget_is_shrunk_to_it_first():
+    """Below the minimal net's FLOPs the start is scaled down to the budget
+    before it trains: it is then within the budget, trained No Reg too, and a
+    candidate (before, nothing could be chosen until the first MorphNet step)."""
+    X, y = _X()
+    start = Architecture.minimal((1, 8, 8), 10)
+    budget = start.flops() / 2
+    clf = ResBuilderClassifier(**{**TINY, "max_epochs": 1, "flop_budget": budget}).fit(X, y)
+    first = clf.history_[0]
+    shrunk = Architecture.from_dict(first["architecture"])
+    assert shrunk == largest_omega(start, budget, multiple=8)[1]
+    assert shrunk.stages[0].width < start.stages[0].width
+    assert first["flops"] <= budget and first["within_budget"]
+    assert set(first["scores"]) == {"with_reg", "no_reg_wi"}
+    assert clf.best_step_ == 0 and clf.best_architecture_ == shrunk
+    # A start given as an Architecture is the user's: it trains as given.
+    clf = ResBuilderClassifier(**{**TINY, "max_epochs": 1, "flop_budget": budget,
+                                  "n_morph_steps": 1, "start": start}).fit(X, y)
+    assert Architecture.from_dict(clf.history_[0]["architecture"]) == start
+    assert set(clf.history_[0]["scores"]) == {"with_reg"}
 
 
 def _approx_floats(record):

@@ -380,6 +380,28 @@ def test_trained_useful_block_is_kept(digits_data):
     assert blocks_to_remove(res.module, 1e-3) == []
 
 
+def test_an_over_budget_net_shrinks_to_its_floor_instead_of_collapsing(digits_data):
+    """A 64-wide net 475x over a 2e4 budget under a strong MorphNet penalty:
+    unfloored, one epoch kills its stream (a collapse); with the budget as
+    floor it ends alive, shrunk toward the budget and not below it."""
+    from sklearn_resbuilder.training import TrainConfig, train_one
+
+    arch = Architecture.minimal((1, 8, 8), 10, width=64).insert_block(0, 0)
+    budget = 2e4
+    assert arch.flops() > 400 * budget
+    ends = {}
+    for floor in (0.0, budget):
+        cfg = TrainConfig(max_epochs=3, augment=False, morph_strength=1e-5, flop_floor=floor)
+        res = train_one(arch.build(_gen()), digits_data, cfg, regularized=True, seed=0)
+        groups, _ = alive_widths(res.module, cfg.gamma_threshold)
+        ends[floor] = (res.record["stopped"] or "", min(groups),
+                       morphnet_penalty(res.module, cfg.gamma_threshold)[1])
+    assert ends[0.0][0].startswith("collapsed") and ends[0.0][1] == 0
+    stopped, narrowest, cost = ends[budget]
+    assert not stopped.startswith("collapsed") and narrowest > 0
+    assert budget <= cost < arch.flops() / 10  # shrank toward the budget, not past it
+
+
 # ------------------------------------------------- the proximal (decoupled) step
 def test_proximal_step_is_the_soft_threshold_of_the_penalty():
     """p <- sign(p) max(|p| - step |dG/dp|, 0) with G the scaled eq. 5 terms."""
@@ -405,6 +427,32 @@ def test_proximal_step_is_the_soft_threshold_of_the_penalty():
     proximal_step(net, 1e6, 1e-4, 1e-4, TAU)
     assert torch.all(net.block(0, 0).bn1.weight == 0)
     assert torch.all(net.block(0, 0).bn2.weight == 0)
+
+
+def test_flop_floor_pauses_morphnet_pressure_at_the_budget():
+    """With the alive channels at or under ``flop_floor`` FLOPs MorphNet's term
+    is off (nothing shrinks); above it the step is the plain one."""
+    from sklearn_resbuilder.regularizers import penalty_value, proximal_step
+
+    _, cost = morphnet_penalty(_one_block_net(), TAU)
+    at_floor, above, plain = _one_block_net(), _one_block_net(), _one_block_net()
+    before = {n: p.detach().clone() for n, p in at_floor.named_parameters()}
+    assert penalty_value(at_floor, 1e-4, 0.0, TAU, flop_floor=cost).item() == 0.0
+    proximal_step(at_floor, 1e-2, 1e-4, 0.0, TAU, flop_floor=cost)
+    for n, p in at_floor.named_parameters():
+        assert torch.equal(p.detach(), before[n]), n
+    proximal_step(above, 1e-2, 1e-4, 0.0, TAU, flop_floor=cost - 1)
+    proximal_step(plain, 1e-2, 1e-4, 0.0, TAU)
+    moved = False
+    for (n, p), q in zip(above.named_parameters(), plain.parameters()):
+        assert torch.equal(p.detach(), q.detach()), n
+        moved |= not torch.equal(p.detach(), before[n])
+    assert moved
+    # LayerLasso is not floored: the block still shrinks at the floor.
+    lasso = _one_block_net()
+    proximal_step(lasso, 1e-2, 0.0, 1e-2, TAU, flop_floor=cost)
+    assert any(not torch.equal(p.detach(), before[n])
+               for n, p in lasso.named_parameters() if ".blocks." in n)
 
 
 @pytest.mark.parametrize("side", [8, 32, 112])
