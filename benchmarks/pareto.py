@@ -32,9 +32,13 @@ cost (the search's step seconds of those records).
         [--budgets-digits 1e4,3e4,1e5,3e5,1e6] [--budgets-mnist 1e5,3e5,1e6,3e6,1e7,3e7]
         [--seeds 0,1,2] [--time-scale 1] [--min-time 10] [--threads 2]
         [--only resbuilder,cnn,uniform,pyramid,sklearn] [--rb-params '{}']
-        [--device auto] [--out benchmarks/results/pareto.json] [--smoke]
+        [--device auto] [--out benchmarks/results/pareto.json] [--smoke] [--label NAME]
+    python benchmarks/pareto.py --tables FILE.json [FILE.json ...]
 
-``--smoke`` uses 600 images, two tiny budgets and T = 4 s to check that every
+``--label`` names the ResBuilder rows of a variant run (say with
+``--rb-params '{"start": "auto"}' --only resbuilder``), and ``--tables``
+prints the tables of several runs' files merged, so a variant is judged
+against the fixed rows of the run it extends. ``--smoke`` uses 600 images, two tiny budgets and T = 4 s to check that every
 row runs (a test does this). ``docs/make_figures.py --pareto FILE`` draws
 ``docs/figures/pareto.png`` from the JSON this writes.
 """
@@ -138,7 +142,10 @@ def row_pyramid(ctx):
 
 
 def row_resbuilder(ctx):
-    return sv.row_resbuilder(ctx)
+    rows = sv.row_resbuilder(ctx)
+    if ctx.get("label"):  # a variant's rows stand beside the defaults' in merged tables
+        rows = [dict(r, method=f"ResBuilder ({ctx['label']})") for r in rows]
+    return rows
 
 
 def sklearn_rows(ctx):
@@ -208,26 +215,57 @@ def report(name, cells, budgets, n_test, times):
               f"{sv._md(c['notes'])} |")
 
     print(f"\n#### {name}: ResBuilder against the best fixed network within each budget\n")
-    print("| budget | ResBuilder | best fixed row | margin | one test SE | verdict |")
-    print("|---|---|---|---|---|---|")
+    print("| ResBuilder | budget | median | best fixed row | margin | one test SE | verdict |")
+    print("|---|---|---|---|---|---|---|")
     verdicts = {}
-    for b in budgets:
-        ours = cells.get(("ResBuilder", b))
+    ours_methods = [m for m in methods if m.startswith("ResBuilder")]
+    for m, b in [(m, b) for m in ours_methods for b in budgets]:
+        ours = cells.get((m, b))
         fixed = [cells[(m, b)] for m in FIXED
                  if (m, b) in cells and "acc" in cells[(m, b)] and cells[(m, b)]["within"]]
-        if not ours or "acc" not in ours or not fixed:
-            print(f"| {b:.0e} | {'n/a' if not ours or 'acc' not in ours else ours['acc']} | "
-                  f"{'none fits' if not fixed else ''} | | | |")
-            verdicts[b] = "ahead" if ours and "acc" in ours and not fixed else "n/a"
+        if ours is None:
             continue
-        best = max(fixed, key=lambda c: c["acc"])
-        margin, se = ours["acc"] - best["acc"], test_se(best["acc"], n_test)
-        verdict = "ahead" if margin > se else ("tie" if margin >= 0 else
-                                               ("behind, within SE" if -margin <= se else "behind"))
-        verdicts[b] = verdict
-        print(f"| {b:.0e} | {ours['acc']:.4f} | {best['method']} {best['acc']:.4f} | "
-              f"{margin:+.4f} | {se:.4f} | {verdict} |")
+        if "acc" not in ours or not fixed:
+            print(f"| {m} | {b:.0e} | {'n/a' if 'acc' not in ours else ours['acc']} | "
+                  f"{'none fits' if not fixed else ''} | | | |")
+            verdict = "ahead" if "acc" in ours and not fixed else "n/a"
+        else:
+            best = max(fixed, key=lambda c: c["acc"])
+            margin, se = ours["acc"] - best["acc"], test_se(best["acc"], n_test)
+            verdict = "ahead" if margin > se else (
+                "tie" if margin >= 0 else ("behind, within SE" if -margin <= se else "behind"))
+            print(f"| {m} | {b:.0e} | {ours['acc']:.4f} | {best['method']} {best['acc']:.4f} | "
+                  f"{margin:+.4f} | {se:.4f} | {verdict} |")
+        if m == "ResBuilder":
+            verdicts[b] = verdict
     return verdicts
+
+
+def print_dataset(name, report_data):
+    """The three tables of one data set's rows; returns the defaults' verdicts."""
+    rows, budgets = report_data["rows"], report_data["budgets"]
+    budget_rows = [r for r in rows if r["method"] not in ("SVC(rbf)", "MLPClassifier(256)")]
+    times = {float(b): s for b, s in report_data["times"].items()}
+    verdicts = report(f"{name} ({report_data['n_train']:,} train / {report_data['n_test']:,} test)",
+                      summarise(budget_rows, budgets), budgets, report_data["n_test"], times)
+    for r in rows:
+        if r["method"] in ("SVC(rbf)", "MLPClassifier(256)") and "acc" in r:
+            print(f"{r['method']}: {r['acc']:.4f} at {r['flops']:,.0f} FLOPs, "
+                  f"{r['fit_s']:.1f} s")
+    return verdicts
+
+
+def merged(paths):
+    """The data sets of several result files, rows joined (budgets: the union)."""
+    out = {}
+    for path in paths:
+        for name, d in json.loads(Path(path).read_text())["datasets"].items():
+            m = out.setdefault(name, dict(budgets=[], times={}, rows=[], n_train=d["n_train"],
+                                          n_test=d["n_test"]))
+            m["budgets"] = sorted(set(m["budgets"]) | {float(b) for b in d["budgets"]})
+            m["times"].update({float(b): s for b, s in d["times"].items()})
+            m["rows"] += d["rows"]
+    return out
 
 
 def main(argv=None):
@@ -245,7 +283,14 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default="benchmarks/results/pareto.json")
     p.add_argument("--smoke", action="store_true", help="600 images, 2 budgets, T = 4 s")
+    p.add_argument("--label", help='name the ResBuilder rows "ResBuilder (LABEL)" (a variant)')
+    p.add_argument("--tables", nargs="+", metavar="JSON",
+                   help="print the tables of earlier runs' files, rows merged; run nothing")
     args = p.parse_args(argv)
+    if args.tables:
+        for name, d in merged(args.tables).items():
+            print_dataset(name, d)
+        return
     only = [r.strip() for r in args.only.split(",") if r.strip()]
     unknown = set(only) - set(ROWS)
     if unknown:
@@ -270,7 +315,7 @@ def main(argv=None):
         for seed in seeds:
             data = sv.TorchData(X, y, Xt, yt, seed, device)
             base = dict(X=X, y=y, Xt=Xt, yt=yt, seed=seed, rb=rb, data=data, device=args.device,
-                        rb_params=json.loads(args.rb_params))
+                        rb_params=json.loads(args.rb_params), label=args.label)
             jobs = [(key, b) for b in budgets for key in only if key != "sklearn"]
             if "sklearn" in only and seed == seeds[0]:
                 jobs.append(("sklearn", None))
@@ -292,14 +337,7 @@ def main(argv=None):
                 results["datasets"][name] = dict(budgets=budgets, times=times, rows=rows,
                                                  n_train=len(X), n_test=len(Xt))
                 out.write_text(json.dumps(results, indent=1, default=str))
-        budget_rows = [r for r in rows if r["method"] not in ("SVC(rbf)", "MLPClassifier(256)")]
-        cells = summarise(budget_rows, budgets)
-        verdicts = report(f"{name} ({len(X):,} train / {len(Xt):,} test)", cells, budgets,
-                          len(Xt), times)
-        for r in rows:
-            if r["method"] in ("SVC(rbf)", "MLPClassifier(256)") and "acc" in r:
-                print(f"{r['method']}: {r['acc']:.4f} at {r['flops']:,.0f} FLOPs, "
-                      f"{r['fit_s']:.1f} s")
+        verdicts = print_dataset(name, results["datasets"][name])
         results["datasets"][name]["verdicts"] = {f"{b:g}": v for b, v in verdicts.items()}
         out.write_text(json.dumps(results, indent=1, default=str))
     print(f"\nrows written to {out}")

@@ -94,7 +94,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     flop_budget : float, default=1e8
         zeta: FLOPs per image the final network may use (conv + dense,
         ``2 kh kw H W c_in c_out`` per conv).
-    start : {"minimal", "pyramid", "resnet18"} or Architecture, default="minimal"
+    start : {"minimal", "pyramid", "auto", "resnet18"} or Architecture, default="minimal"
         Start network: the paper's minimal net (RB-0Net), ResNet18 (RB-R18) or
         any spec with this data's input shape and classes. "minimal" is sized
         to the images: 1-D networks (1x3 kernels, poolings sized to the
@@ -102,7 +102,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         more average-pooled to 28-55 px first (``Architecture.minimal``).
         "pyramid" is the same net with the width doubled after each pooling
         (16-32-64, ``Architecture.pyramid``), so a block costs the same FLOPs
-        in every stage.
+        in every stage. "auto" is "pyramid" where the minimal net exceeds
+        ``flop_budget``, else "minimal". A named start over the budget is
+        scaled down to it before it trains; an Architecture trains as given.
     n_insertions : int, default=4
         n_Lambda: block insertions before each MorphNet step.
     n_morph_steps : int, default=7
