@@ -127,13 +127,16 @@ def train_for(net, data, seconds, seed):
     probe = copy.deepcopy(net).train()
     popt = torch.optim.Adam(probe.parameters(), lr=1e-3)
     times = []
-    for _ in range(4):
+    for _ in range(7):
         t = time.perf_counter()
         _step(probe, popt, X[:BATCH], y[:BATCH], augment)
         _sync(data.device)
         times.append(time.perf_counter() - t)
     del probe, popt
-    per_step = statistics.median(times[1:])  # the first step pays one-off set-up
+    # The fastest of 5 after 2 set-up steps, as ResBuilder's plan times a step
+    # (training.step_seconds): on a shared machine load only adds time, and a
+    # slow probe would leave the baseline half its T unused.
+    per_step = min(times[2:])
     # 0.9: leave room for the validation pass and timing noise.
     steps = max(4, int(0.9 * (deadline - time.perf_counter()) / per_step))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)

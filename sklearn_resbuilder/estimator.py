@@ -94,7 +94,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     flop_budget : float, default=1e8
         zeta: FLOPs per image the final network may use (conv + dense,
         ``2 kh kw H W c_in c_out`` per conv).
-    start : {"minimal", "pyramid", "auto", "resnet18"} or Architecture, default="minimal"
+    start : {"minimal", "pyramid", "resnet18"} or Architecture, default="minimal"
         Start network: the paper's minimal net (RB-0Net), ResNet18 (RB-R18) or
         any spec with this data's input shape and classes. "minimal" is sized
         to the images: 1-D networks (1x3 kernels, poolings sized to the
@@ -102,9 +102,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         more average-pooled to 28-55 px first (``Architecture.minimal``).
         "pyramid" is the same net with the width doubled after each pooling
         (16-32-64, ``Architecture.pyramid``), so a block costs the same FLOPs
-        in every stage. "auto" is "pyramid" where the minimal net exceeds
-        ``flop_budget``, else "minimal". A named start over the budget is
-        scaled down to it before it trains; an Architecture trains as given.
+        in every stage. A named start over ``flop_budget`` is scaled down to
+        it before it trains; an Architecture trains as given.
     n_insertions : int, default=4
         n_Lambda: block insertions before each MorphNet step.
     n_morph_steps : int, default=7
@@ -291,7 +290,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "flop_budget": [Interval(Real, 0, None, closed="neither")],
-        "start": [StrOptions({"auto", "minimal", "pyramid", "resnet18"}), Architecture],
+        "start": [StrOptions({"minimal", "pyramid", "resnet18"}), Architecture],
         "n_insertions": [Interval(Integral, 0, None, closed="left")],
         "n_morph_steps": [Interval(Integral, 0, None, closed="left")],
         "morph_strength": [Interval(Real, 0, None, closed="left")],
@@ -555,13 +554,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
             return self.start
         if self.start == "resnet18":
             return Architecture.resnet18(input_shape, n_classes)
-        minimal = Architecture.minimal(input_shape, n_classes)
-        # "auto": where the budget cannot pay for the minimal net, the width
-        # that doubles per stage buys more accuracy per FLOP (deviation 23).
-        if self.start == "pyramid" or (self.start == "auto"
-                                       and minimal.flops() > self.flop_budget):
+        if self.start == "pyramid":
             return Architecture.pyramid(input_shape, n_classes)
-        return minimal
+        return Architecture.minimal(input_shape, n_classes)
 
     def _start_within_budget(self, start: Architecture) -> Architecture:
         # A start net over the budget is trained With Reg only and cannot be

@@ -195,7 +195,7 @@ class Search:
         seed = int(self.rng.integers(2**31 - 1))
         # An over-budget network's With Reg training shrinks it to the budget,
         # not past it: unchecked, the pressure grows with width and kills a
-        # whole stream (a collapse, a training thrown away; deviation 24).
+        # whole stream (a collapse, a training thrown away; deviation 23).
         over = arch.flops() > self.config.flop_budget
         config = replace(self.train_config, flop_floor=self.config.flop_budget if over else 0.0)
         results = train_variants(net, self.data, config, seed=seed,

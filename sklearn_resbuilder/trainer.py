@@ -33,7 +33,7 @@ class ResBuilderTrainer(NeuralNetClassifier):
     flop_floor : float
         MorphNet's pressure pauses while the alive channels cost at most this
         many FLOPs (0: never): an over-budget network shrinks to the budget,
-        not past it (docs/algorithm.md, deviation 24).
+        not past it (docs/algorithm.md, deviation 23).
     input_mean, input_std : array-like of shape (C,)
         Per-channel standardisation (computed on the training split).
     augment : torchvision transform or None
