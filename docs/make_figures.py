@@ -74,10 +74,13 @@ def main() -> None:
 def pareto_figure(paths, out=OUT / "pareto.png"):
     """Test accuracy against FLOPs/image (log x), one line per method: the
     median over seeds, error bars from the lowest to the highest seed."""
-    panels = {}
+    panels = {}  # one panel per data set; the rows of several files joined
     for path in paths:
         for name, d in json.loads(Path(path).read_text())["datasets"].items():
-            panels[name] = d
+            if name in panels:
+                panels[name]["rows"] = panels[name]["rows"] + d["rows"]
+            else:
+                panels[name] = dict(d)
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
     for ax, (name, d) in zip(axes[0], panels.items()):
         by = {}
@@ -91,16 +94,17 @@ def pareto_figure(paths, out=OUT / "pareto.png"):
             y = [statistics.median(a) for a in accs]
             err = [[m - min(a) for m, a in zip(y, accs)], [max(a) - m for m, a in zip(y, accs)]]
             point = len(budgets) == 1  # SVC / MLP: fitted once, at their own FLOPs
-            ax.errorbar(x, y, yerr=err, marker="*" if method == "ResBuilder" else "o",
-                        ms=10 if method == "ResBuilder" else 5, capsize=3,
-                        ls="none" if point else "-", lw=2.2 if method == "ResBuilder" else 1.2,
-                        label=method, zorder=3 if method == "ResBuilder" else 2)
+            ours = method.startswith("ResBuilder")
+            ax.errorbar(x, y, yerr=err, marker="*" if ours else "o",
+                        ms=10 if ours else 5, capsize=3,
+                        ls="none" if point else ("--" if ours and method != "ResBuilder" else "-"),
+                        lw=2.2 if ours else 1.2, label=method, zorder=3 if ours else 2)
         for b in d["budgets"]:
             ax.axvline(b, color="0.85", lw=0.8, zorder=0)
         ax.set_xscale("log")
         ax.set_xlabel("FLOPs per image (grey lines: the budgets)")
         ax.set_ylabel("test accuracy")
-        seeds = sorted({r["seed"] for r in d["rows"]})
+        seeds = sorted({r["seed"] for r in d["rows"] if "seed" in r})
         ax.set_title(f"{name}: {d['n_train']:,} train / {d['n_test']:,} test, "
                      f"{len(seeds)} seed(s)")
         ax.grid(alpha=0.3)
