@@ -283,6 +283,11 @@ class Search:
             return
         net, drop = _confirmed_removals(self.current, self._valid_losses,
                                         self.config.lasso_threshold, self.config.check_removals)
+        if drop and min(alive_widths(net, self.train_config.gamma_threshold)[0]) == 0:
+            # The blocks carried a stream whose other channels are dead (a
+            # floored training can shrink the stem instead of a block): without
+            # them the network has collapsed, so they stay.
+            return
         if drop:
             self.visit(net, "remove", removed=drop)
 
