@@ -350,9 +350,11 @@ def test_exploding_finite_loss_counts_as_divergence(small_data):
     assert (res.record["stopped"] or "").startswith("diverged")
 
 
-def _plan(max_time=100.0, step=0.01, **kw):
-    """A time plan whose every shape's step takes ``step`` seconds (no timing)."""
-    return TimePlan(max_time, timer=lambda arch, batch_size: step, **kw)
+def _plan(max_time=100.0, step=0.01, clock=lambda: 0.0, **kw):
+    """A time plan whose every shape's step takes ``step`` seconds (no timing),
+    with a clock that stands still, so a slow machine never reaches the
+    wall-clock safety net unless a test moves the clock itself."""
+    return TimePlan(max_time, timer=lambda arch, batch_size: step, clock=clock, **kw)
 
 
 def test_no_time_left_trains_nothing(small_data):
