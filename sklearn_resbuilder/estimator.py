@@ -33,6 +33,11 @@ from .training_data import TrainingData
 #: Share of ``max_time`` kept for the refit; the search gets the rest. 0.5,
 #: not 0.2: MNIST 10k at T = 300 s gained 0.13-0.23 points (docs/algorithm.md).
 REFIT_TIME_SHARE = 0.5
+
+#: The named starts (``start``).
+_STARTS = {"minimal": Architecture.minimal, "pyramid": Architecture.pyramid,
+           "resnet18": Architecture.resnet18}
+
 #: With ``max_time``, the refit may stretch to this many times its planned
 #: epochs when the search left the time. 8, not 4, since the search stops
 #: early rather than start what cannot finish: at 4x a MNIST fit (T = 300 s)
@@ -94,7 +99,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     flop_budget : float, default=1e8
         zeta: FLOPs per image the final network may use (conv + dense,
         ``2 kh kw H W c_in c_out`` per conv).
-    start : {"minimal", "pyramid", "resnet18"} or Architecture, default="minimal"
+    start : {"minimal", "pyramid", "resnet18"}, Architecture or list of them, default="minimal"
         Start network: the paper's minimal net (RB-0Net), ResNet18 (RB-R18) or
         any spec with this data's input shape and classes. "minimal" is sized
         to the images: 1-D networks (1x3 kernels, poolings sized to the
@@ -103,7 +108,10 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         "pyramid" is the same net with the width doubled after each pooling
         (16-32-64, ``Architecture.pyramid``), so a block costs the same FLOPs
         in every stage. A named start over ``flop_budget`` is scaled down to
-        it before it trains; an Architecture trains as given.
+        it before it trains; an Architecture trains as given. A list or tuple
+        (e.g. ``("minimal", "pyramid")``): each start is trained, and the
+        search goes on from the one with the best validation accuracy; all
+        within the budget can be chosen.
     n_insertions : int, default=4
         n_Lambda: block insertions before each MorphNet step.
     n_morph_steps : int, default=7
@@ -290,7 +298,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "flop_budget": [Interval(Real, 0, None, closed="neither")],
-        "start": [StrOptions({"minimal", "pyramid", "resnet18"}), Architecture],
+        "start": [StrOptions(set(_STARTS)), Architecture, list, tuple],
         "n_insertions": [Interval(Integral, 0, None, closed="left")],
         "n_morph_steps": [Interval(Integral, 0, None, closed="left")],
         "morph_strength": [Interval(Real, 0, None, closed="left")],
@@ -414,14 +422,23 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         y = column_or_1d(np.asarray(y) if not hasattr(y, "iloc") else y, warn=True)
         classes, y_enc = check_labels(y, len(images))
         device = resolve_device(self.device)
-        start = self._start_architecture(input_shape, len(classes))
-        # Fail before training if even the narrowest start net exceeds the budget.
-        narrow = start.remove_blocks(start.block_ids()).narrowest()
-        if narrow.flops() > self.flop_budget:
-            raise ValueError(
-                f"flop_budget={self.flop_budget:,.0f} is below the smallest network for "
-                f"{input_shape} images ({narrow.flops():,} FLOPs: no blocks, every width 1)")
-        start = self._start_within_budget(start)
+        names = self._start_list()
+        starts = []
+        for name in names:
+            arch = self._start_architecture(name, input_shape, len(classes))
+            # Fail before training if even the narrowest start net exceeds the budget.
+            narrow = arch.remove_blocks(arch.block_ids()).narrowest()
+            which = f"start {name!r}: " if len(names) > 1 else ""
+            if narrow.flops() > self.flop_budget:
+                raise ValueError(
+                    f"{which}flop_budget={self.flop_budget:,.0f} is below the smallest network "
+                    f"for {input_shape} images ({narrow.flops():,} FLOPs: no blocks, every "
+                    "width 1)")
+            try:
+                starts.append(self._start_within_budget(name, arch))
+            except ValueError as e:  # too deep for the budget even at width 1
+                raise ValueError(f"{which}{e}") from None
+        start = starts[0] if len(starts) == 1 else starts
         rs = check_random_state(self.random_state)
         seed = int(rs.randint(2**31 - 1))
         checkpoint, resume = self._open_checkpoint(images, y_enc, classes)
@@ -543,27 +560,36 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
                                       overwrite=self.overwrite_checkpoint)
         return checkpoint, checkpoint.load()
 
-    def _start_architecture(self, input_shape, n_classes) -> Architecture:
-        if isinstance(self.start, Architecture):
-            if (self.start.input_shape != tuple(input_shape)
-                    or self.start.n_classes != n_classes):
-                raise ValueError(
-                    f"start architecture is for input {self.start.input_shape} and "
-                    f"{self.start.n_classes} classes, but the data has {input_shape} "
-                    f"images and {n_classes} classes")
-            return self.start
-        if self.start == "resnet18":
-            return Architecture.resnet18(input_shape, n_classes)
-        if self.start == "pyramid":
-            return Architecture.pyramid(input_shape, n_classes)
-        return Architecture.minimal(input_shape, n_classes)
+    def _start_list(self) -> list:
+        """``start`` as a list of names and Architectures (checked)."""
+        if isinstance(self.start, (str, Architecture)):
+            return [self.start]
+        starts = list(self.start)
+        bad = [s for s in starts if not (isinstance(s, Architecture) or s in _STARTS)]
+        if not starts or bad:
+            raise ValueError(f"start must be one of {sorted(_STARTS)}, an Architecture, or a "
+                             f"non-empty list of them; got {self.start!r}")
+        if len(set(starts)) < len(starts):
+            raise ValueError(f"start lists a start twice: {self.start!r}")
+        return starts
 
-    def _start_within_budget(self, start: Architecture) -> Architecture:
+    @staticmethod
+    def _start_architecture(start, input_shape, n_classes) -> Architecture:
+        if isinstance(start, Architecture):
+            if start.input_shape != tuple(input_shape) or start.n_classes != n_classes:
+                raise ValueError(
+                    f"start architecture is for input {start.input_shape} and "
+                    f"{start.n_classes} classes, but the data has {input_shape} "
+                    f"images and {n_classes} classes")
+            return start
+        return _STARTS[start](input_shape, n_classes)
+
+    def _start_within_budget(self, name, start: Architecture) -> Architecture:
         # A start net over the budget is trained With Reg only and cannot be
         # chosen: the search would train up to its first MorphNet step with no
         # candidate (docs/algorithm.md, deviation 22). A named start is scaled
         # down to the budget first; a given Architecture is used as it is.
-        if isinstance(self.start, Architecture) or start.flops() <= self.flop_budget:
+        if isinstance(name, Architecture) or start.flops() <= self.flop_budget:
             return start
         return largest_omega(start, self.flop_budget, multiple=self.width_multiple)[1]
 

@@ -95,8 +95,9 @@ class Search:
     checkpoint, when given, is written after every finished operation.
     """
 
-    def __init__(self, start: Architecture, data: TrainingData, config: SearchConfig,
+    def __init__(self, start, data: TrainingData, config: SearchConfig,
                  seed, callbacks, checkpoint=None, state=None, time_plan=None):
+        self.starts = _as_starts(start)
         self.config = config
         self.data = data.to(config.train.device)  # once, not per batch
         self.seed = seed
@@ -115,7 +116,7 @@ class Search:
                                        config.width_multiple)
         self.visited: set[Architecture] = set()
         self.pool = CandidatePool(len(self.data.y_valid))
-        self.plan = operations(config)
+        self.plan = operations(config, len(self.starts))
         self.pos = 0  # index in self.plan of the next operation
         self._jump = None  # set by _skip: the index the loop goes on from
         self.inserted = False  # did the last "insert" train a network?
@@ -128,7 +129,7 @@ class Search:
         if state is not None:
             self._restore(state)
         else:
-            self.current = ResBuilderNet(start, generator=self._torch_gen()).to(
+            self.current = ResBuilderNet(self.starts[0], generator=self._torch_gen()).to(
                 config.train.device)
 
     @property
@@ -234,10 +235,39 @@ class Search:
 
     # ------------------------------------------------------------ operations
     def start(self) -> None:
-        """Train the start network; with ``augment="auto"``, choose the flips."""
-        if not self.visit(self.current, "start"):
+        """Train the next start network; the search goes on from the best one.
+
+        With several starts (the plan's first operations), each is trained
+        from its own init and the search goes on from the one with the best
+        validation accuracy (the first on a tie); every one within the budget
+        is a candidate. A start the time plan has no room for ends the search
+        (the first is always trained; the refit gets the time). With ``augment="auto"``, the first
+        start's training decides the flips for all that follow.
+        """
+        i = self.pos  # the starts are the plan's first operations
+        before = self.current
+        if i == 0:
+            net = self.current
+        else:
+            net = ResBuilderNet(self.starts[i], generator=self._torch_gen()).to(
+                self.train_config.device)
+            if (self.pool and self.time_plan is not None
+                    and net.architecture not in self.visited):
+                estimate = self.budget.training_seconds(
+                    net.architecture, len(self._variants(net.architecture)),
+                    self.train_config.batch_size, min_shapes=1)
+                if not self.budget.can_finish(estimate):
+                    self._skip("start", estimate, stop=True)
+                    return
+        ok = self.visit(net, "start")
+        if i > 0 and not (ok and self._start_score(self.history[-1]) > max(
+                (self._start_score(r) for r in self.history[:-1] if r["operation"] == "start"),
+                default=-math.inf)):
+            self.current = before  # an earlier start was at least as good
+        if i == len(self.starts) - 1 and all(
+                r["collapsed"] for r in self.history if r["operation"] == "start"):
             self.stopped = "collapsed at start"
-        elif self.train_config.augment == "auto":
+        elif i == 0 and ok and self.train_config.augment == "auto":
             # Trained with shifts only: do mirrored images keep their class?
             self.budget.charge_eval(self.current.architecture, self.train_config.batch_size,
                                     passes=2)
@@ -245,6 +275,14 @@ class Search:
             self.train_config = replace(self.train_config,
                                         augment=True if check["flip"] else "shift")
             self.history[0]["augment"] = {**check, "chosen": self.train_config.augment}
+
+    @staticmethod
+    def _start_score(record: SearchRecord) -> float:
+        """A start's validation accuracy (its best variant; -inf if it collapsed)."""
+        if record["collapsed"]:
+            return -math.inf
+        accs = [sc.get("valid_accuracy") for sc in record["scores"].values()]
+        return max((a for a in accs if a is not None), default=-math.inf)
 
     def insert(self) -> bool:
         """Random in (§3.3); False if no unvisited insertion was found."""
@@ -538,11 +576,23 @@ def _shallower_for_budget(net, alive_arch, budget):
     return remove_blocks(net, removed), arch, removed
 
 
-def operations(config: SearchConfig) -> list[str]:
+def operations(config: SearchConfig, n_starts: int = 1) -> list[str]:
     """Fig. 3 as a flat list of operations, so a checkpoint can say where it stopped:
-    the start, then n_M times (n_Lambda x (insert, greedy out), morph)."""
-    return ["start"] + (["insert", "greedy_out"] * config.n_insertions + ["morph"]) \
-        * config.n_morph_steps
+    the start(s), then n_M times (n_Lambda x (insert, greedy out), morph)."""
+    return ["start"] * n_starts + (["insert", "greedy_out"] * config.n_insertions
+                                   + ["morph"]) * config.n_morph_steps
+
+
+def _as_starts(start) -> list[Architecture]:
+    """``start`` as a non-empty list of architectures of one input and class count."""
+    starts = [start] if isinstance(start, Architecture) else list(start)
+    if not starts or not all(isinstance(a, Architecture) for a in starts):
+        raise ValueError(f"start must be an Architecture or a non-empty sequence of them, "
+                         f"got {start!r}")
+    if len({(a.input_shape, a.n_classes) for a in starts}) > 1:
+        raise ValueError("the start architectures differ in input shape or class count: "
+                         + ", ".join(f"{a.input_shape}/{a.n_classes}" for a in starts))
+    return starts
 
 
 def run_search(start: Architecture, data: TrainingData, config: SearchConfig | None = None, *,
@@ -552,9 +602,11 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
 
     Parameters
     ----------
-    start : Architecture
+    start : Architecture or sequence of Architecture
         The start network: ``Architecture.minimal`` (RB-0Net),
-        ``Architecture.resnet18`` (RB-R18) or any spec.
+        ``Architecture.resnet18`` (RB-R18) or any spec. Several: each is
+        trained, and the search goes on from the one with the best
+        validation accuracy (all within the budget are candidates).
     data : TrainingData
         Training and validation split; the validation split selects the best
         architecture (test data never enters the search).
@@ -590,7 +642,7 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
     config = config or SearchConfig()
     s = Search(start, data, config, seed, callbacks, checkpoint, resume, time_plan)
     # Greedy out trains only when a block dies: not counted in the plan's total.
-    total = 1 + config.n_morph_steps * (config.n_insertions + 1)
+    total = len(s.starts) + config.n_morph_steps * (config.n_insertions + 1)
     for cb in s.callbacks:
         cb.on_search_begin(total)
         if resume is not None:

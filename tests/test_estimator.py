@@ -589,6 +589,39 @@ def test_a_named_start_over_the_budget_is_shrunk_to_it_first():
     assert set(clf.history_[0]["scores"]) == {"with_reg"}
 
 
+def test_several_starts_are_each_shrunk_trained_and_candidates():
+    X, y = _X()
+    budget = 4e4  # under the pyramid's 56k FLOPs, over the minimal net's 20k
+    clf = ResBuilderClassifier(**{**TINY, "max_epochs": 1, "flop_budget": budget,
+                                  "start": ("minimal", "pyramid")}).fit(X, y)
+    starts = [r for r in clf.history_ if r["operation"] == "start"]
+    assert [Architecture.from_dict(r["architecture"]) for r in starts] == [
+        Architecture.minimal((1, 8, 8), 10),
+        largest_omega(Architecture.pyramid((1, 8, 8), 10), budget, multiple=8)[1]]
+    assert all(r["within_budget"] and "no_reg_wi" in r["scores"] for r in starts)
+    assert clf.best_step_ in (0, 1) and clf.best_architecture_.flops() <= budget
+
+
+@pytest.mark.parametrize("start, match", [
+    (("minimal", "wide"), "start must be one of"),
+    ([], "start must be one of"),
+    (("minimal", "minimal"), "lists a start twice"),
+])
+def test_a_bad_start_list_is_a_value_error_before_training(start, match):
+    X, y = _X()
+    with pytest.raises(ValueError, match=match):
+        ResBuilderClassifier(**{**TINY, "start": start}).fit(X, y)
+
+
+def test_a_start_of_the_list_that_cannot_fit_the_budget_is_named():
+    X, y = _X()
+    minimal = Architecture.minimal((1, 8, 8), 10)
+    budget = 3 * minimal.narrowest().flops()  # resnet18's 8 blocks need more at width 1
+    with pytest.raises(ValueError, match="start 'resnet18': flop budget 3,696 is below"):
+        ResBuilderClassifier(**{**TINY, "flop_budget": budget,
+                                "start": ["minimal", "resnet18"]}).fit(X, y)
+
+
 def _approx_floats(record):
     """Losses to 1e-5 (float32 kernels may round differently between CPU kinds);
     everything else (architectures, accuracies, epochs, steps) exactly."""

@@ -892,3 +892,61 @@ def test_removal_check_deletes_an_unused_block_and_keeps_a_useful_one(digits, sc
     left, removed = search_mod._confirmed_removals(net, losses, 1e-3)
     assert removed == [(1, 0)]
     assert left.architecture == net.architecture.remove_blocks([(1, 0)])
+
+
+# ------------------------------------------------------------ several starts
+PYRAMID = Architecture.pyramid(SHAPE, 10)
+
+
+@pytest.mark.parametrize("better", [0, 1], ids=["first-start-better", "second-start-better"])
+def test_several_starts_each_train_and_the_search_goes_on_from_the_best(fake, digits, better):
+    fake.scores = lambda i, arch: {v: 0.9 if i == better else 0.6 for v in VARIANTS}
+    res = run_search([MINIMAL, PYRAMID], digits, config(flop_budget=1e6, n_insertions=1,
+                                                         n_morph_steps=1), seed=0)
+    h = res.history
+    assert [r["operation"] for r in h[:3]] == ["start", "start", "insert"]
+    assert [arch_of(r) for r in h[:2]] == [MINIMAL, PYRAMID]
+    # The insertion is a block added to the better start, trained from its weights.
+    assert arch_of(h[2]) == [MINIMAL, PYRAMID][better].insert_block(*h[2]["inserted_at"])
+    # Both starts were candidates: the better one, the most accurate by far, is chosen.
+    assert res.best_step == better
+
+
+def test_a_collapsed_start_hands_the_search_to_the_other(fake, digits):
+    def kill_first(i, module):
+        if i == 0:
+            module.stem.bn.weight.zero_()
+
+    fake.mutate = kill_first
+    fake.scores = lambda i, arch: {v: 1.0 if i == 0 else 0.5 for v in VARIANTS}
+    res = run_search([MINIMAL, PYRAMID], digits, config(flop_budget=1e6, n_insertions=1,
+                                                         n_morph_steps=1), seed=0)
+    h = res.history
+    assert h[0]["collapsed"] and not h[1]["collapsed"]
+    assert res.stopped is None
+    assert arch_of(h[2]) == PYRAMID.insert_block(*h[2]["inserted_at"])
+    assert res.best_step != 0
+
+
+def test_every_start_collapsed_stops_the_search(fake, digits):
+    fake.stopped = lambda i: "diverged: non-finite training loss in epoch 1"
+    res = run_search([MINIMAL, PYRAMID], digits, config(flop_budget=1e6), seed=0)
+    # Both starts trained; then nothing was: the search stopped there.
+    assert [r["operation"] for r in res.history[:3]] == ["start", "start", "morph"]
+    assert res.stopped == "collapsed at start" and res.best_step is None
+
+
+def test_a_second_start_the_plan_has_no_time_for_is_left_out(fake, clock, digits):
+    fake.seconds = lambda arch: 10.0
+    # Time for the first start's two trainings and a little: not for the second's.
+    res = run_search([MINIMAL, PYRAMID], digits, config(flop_budget=1e6, max_time=25.0), seed=0)
+    assert [r["operation"] for r in res.history] == ["start"]
+    assert [k["operation"] for k in res.skipped] == ["start"]
+    assert res.stopped == "max_time" and res.best_step == 0
+
+
+def test_starts_of_other_data_shapes_are_refused(digits):
+    with pytest.raises(ValueError, match="differ in input shape"):
+        run_search([MINIMAL, Architecture.minimal((1, 16, 16), 10)], digits, config())
+    with pytest.raises(ValueError, match="non-empty sequence"):
+        run_search([], digits, config())
