@@ -253,9 +253,8 @@ class Search:
                 self.train_config.device)
             if (self.pool and self.time_plan is not None
                     and net.architecture not in self.visited):
-                estimate = self.budget.training_seconds(
-                    net.architecture, len(self._variants(net.architecture)),
-                    self.train_config.batch_size, min_shapes=1)
+                estimate = self.training_seconds(net.architecture,
+                                                 len(self._variants(net.architecture)))
                 if not self.budget.can_finish(estimate):
                     self._skip("start", estimate, stop=True)
                     return

@@ -57,16 +57,18 @@ class SearchTimeBudget:
         return self.plan.left()
 
     def training_seconds(self, arch: Architecture, n_trainings: int,
-                         batch_size: int, min_shapes: int = 2) -> float | None:
+                         batch_size: int) -> float | None:
         """Estimated seconds of ``n_trainings`` trainings of ``arch``.
 
         The plan's seconds per epoch of ``arch``
         (:meth:`~sklearn_resbuilder.timeplan.TimePlan.epoch_seconds`, from its
         timed training step) times the median epochs this search's finished
         trainings ran (early stopping ends most before ``max_epochs``). None
-        until ``min_shapes`` architectures have finished a training: the start
-        network's epochs alone say little of deeper ones' (a second start
-        network's estimate, ``min_shapes=1``, goes by the first's).
+        until a training has finished. From the start network's alone: the
+        first insertion, whose training can cost many times the start's
+        (an 8x8 block at 28x28 pixels), is then judged too, instead of being
+        trained whether or not it and its MorphNet step can end in time
+        (docs/algorithm.md, deviation 24).
         """
         epochs, shapes = [], 0
         for r in self.history:
@@ -76,7 +78,7 @@ class SearchTimeBudget:
                     if v.get("epochs") and v.get("stopped") not in CUT]
             epochs += done
             shapes += bool(done)
-        if shapes < min_shapes:
+        if not shapes:
             return None
         per_epoch = self.plan.epoch_seconds(arch, self.n_train, self.n_valid, batch_size)
         return n_trainings * float(np.median(epochs)) * per_epoch

@@ -589,14 +589,14 @@ def test_training_seconds_model_each_shape_from_its_timed_step(digits, monkeypat
     tr, va, bs = len(s.data.y_train), len(s.data.y_valid), s.train_config.batch_size
     per_epoch = 0.05 * (math.ceil(tr / bs) + timeplan.EVAL_SHARE * va / bs)
     assert s.training_seconds(D, 2) is None  # nothing finished yet
-    _trained(s, A, 4)
-    assert s.training_seconds(D, 2) is None  # one shape: too little to go by
     assert probed == []
-    # Median of (4, 4) epochs; D's 0.05 s step over the batches of an epoch;
-    # the wall seconds the records hold play no part.
-    _trained(s, B, 4)
+    # The start's 4 epochs times D's 0.05 s step over the batches of an
+    # epoch; the wall seconds the records hold play no part.
+    _trained(s, A, 4)
     assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * per_epoch)
     assert probed == [D]
+    _trained(s, B, 4)  # median of (4, 4)
+    assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * per_epoch)
     _trained(s, C, 3)  # median of (4, 4, 3): still 4
     assert s.training_seconds(D, 2) == pytest.approx(2 * 4 * per_epoch)
     assert probed == [D]  # timed once per architecture
@@ -657,10 +657,28 @@ def _until(full, n_trained):
     return sum(_costs([r for r in full.history if r["reused_from"] is None][:n_trained]))
 
 
+def test_a_first_insertion_over_the_budget_that_cannot_finish_is_not_trained(fake, clock,
+                                                                             digits):
+    # At 5e4 FLOPs every block inserted into the 19,712-FLOP start is over the
+    # budget: it can only be chosen after a MorphNet step. With time for the
+    # start and one second more, neither fits. Judged by the start's epochs,
+    # the insertion is left out and the search ends, instead of training an
+    # insertion the time cuts short (what a small budget's fit spent a
+    # quarter of its time on).
+    fake.seconds = lambda arch: arch.flops() * 1e-3
+    full, _ = _deadline_run(digits, flop_budget=5e4)
+    T = _until(full, 1) + 1.0
+    res, trained = _deadline_run(digits, T, flop_budget=5e4)
+    assert trained == ["start"]
+    assert [k["operation"] for k in res.skipped] == ["insert"]
+    assert res.skipped[0]["estimated_seconds"] > res.skipped[0]["seconds_left"]
+    assert res.stopped == "max_time" and res.best_step == 0
+
+
 def test_an_insertion_that_cannot_finish_ends_the_search(fake, clock, digits):
     # 1 ms per FLOP and epoch. Time for the start net, the first insertion
-    # (trained: one timed shape gives no estimate) and one second more: the
-    # next insertion cannot finish, nor can a MorphNet step instead.
+    # (trained: within the budget, it fits by itself) and one second more:
+    # the next insertion cannot finish, nor can a MorphNet step instead.
     fake.seconds = lambda arch: arch.flops() * 1e-3
     full, _ = _deadline_run(digits)  # no max_time: the whole plan
     assert full.skipped == [] and full.stopped is None
