@@ -16,8 +16,10 @@ or more), in one run, with the same wall-clock T(B) per row:
   ``search_value.py``), shown at their own FLOPs.
 
 The fixed networks train by ``search_value.train_for`` (Adam, one-cycle to
-3e-3, random +-10 % shifts, standardised inputs, 90 % of the training images,
-as many steps as T allows). A fixed row that cannot be laid out within B (even
+3e-3, random +-10 % shifts, standardised inputs, as many steps as T allows).
+The CNN and the pyramid choose nothing, so they train on all the training
+images, as ResBuilder's refit does; the uniform ResNet trains on 90 % and
+picks its layout on the other 10 %. A fixed row that cannot be laid out within B (even
 at width 1) is reported as "does not fit".
 
 T scales with the budget's cube root from the reference point of
@@ -116,11 +118,11 @@ def row_cnn(ctx):
     net, widths = scaled_cnn(data.shape, data.n_classes, factor)
     flops = torch_flops(net, data.shape)
     t = time.perf_counter()
-    steps = sv.train_for(net, data, ctx["T"], ctx["seed"])
+    steps = sv.train_for(net, data, ctx["T"], ctx["seed"], on_all=True)
     fit_s = time.perf_counter() - t
     return [dict(method=FIXED[0], acc=sv.accuracy(net, *data.test), flops=flops, fit_s=fit_s,
                  notes=f"conv{widths[0]}-conv{widths[1]}-dense{widths[2]}; "
-                       f"{steps * sv.BATCH / len(data.train[1]):.1f} epochs")]
+                       f"{steps * sv.BATCH / len(data.all[1]):.1f} epochs")]
 
 
 def row_uniform(ctx):
@@ -138,7 +140,8 @@ def row_pyramid(ctx):
                                 ctx["budget"], multiple=sv.MULTIPLE)
     except ValueError as exc:
         return [dict(method=FIXED[2], skipped=f"does not fit ({exc})")]
-    return [dict(sv.arch_row(FIXED[2], arch, data, ctx["T"], ctx["seed"]), method=FIXED[2])]
+    return [dict(sv.arch_row(FIXED[2], arch, data, ctx["T"], ctx["seed"], on_all=True),
+                 method=FIXED[2])]
 
 
 def row_resbuilder(ctx):

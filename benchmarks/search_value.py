@@ -100,6 +100,9 @@ class TorchData:
         self.train = prep(x[tr]), lab(y[tr])
         self.valid = prep(x[va]), lab(y[va])
         self.test = prep(xt), lab(yt)
+        # Train + validation: what a fixed network that picks nothing can train on.
+        self.all = (torch.cat([self.train[0], self.valid[0]]),
+                    torch.cat([self.train[1], self.valid[1]]))
         self.shape, self.n_classes, self.device = tuple(x.shape[1:]), int(y.max()) + 1, device
 
 
@@ -115,11 +118,12 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def train_for(net, data, seconds, seed):
-    """Train ``net`` for about ``seconds`` of wall-clock; returns the number of steps."""
+def train_for(net, data, seconds, seed, on_all=False):
+    """Train ``net`` for about ``seconds`` of wall-clock; returns the number of steps.
+    ``on_all``: on the training and the validation images (``data.all``)."""
     start = time.perf_counter()
     deadline = start + seconds
-    X, y = data.train
+    X, y = data.all if on_all else data.train
     net.to(data.device)
     g_dev = torch.Generator(device=data.device).manual_seed(seed)
     augment = BatchAugment(shift=0.1, flip=False, generator=g_dev)
@@ -184,15 +188,17 @@ def with_blocks(base, layout):
     return arch
 
 
-def arch_row(method, arch, data, seconds, seed):
+def arch_row(method, arch, data, seconds, seed, on_all=False):
     t = time.perf_counter()
     net = arch.build(generator=torch.Generator().manual_seed(seed))
-    steps = train_for(net, data, seconds, seed)
-    val_acc = accuracy(net, *data.valid)  # part of fitting: it picks the uniform layout
+    steps = train_for(net, data, seconds, seed, on_all=on_all)
+    # Part of fitting: it picks the uniform layout (None: the validation images were trained on).
+    val_acc = None if on_all else accuracy(net, *data.valid)
     fit_s = time.perf_counter() - t
+    n = len((data.all if on_all else data.train)[1])
     return dict(method=method, acc=accuracy(net, *data.test), flops=arch.flops(), fit_s=fit_s,
                 val_acc=val_acc, arch=arch.to_dict(),
-                notes=f"{arch.summary()}; {steps * BATCH / len(data.train[1]):.1f} epochs")
+                notes=f"{arch.summary()}; {steps * BATCH / n:.1f} epochs")
 
 
 # ------------------------------------------------------------------------ rows
