@@ -144,3 +144,22 @@ def test_pareto_benchmark_prints_the_front(tmp_path):
     assert set(report["verdicts"]) == {"10000", "30000"}
     assert all(v in ("ahead", "tie", "behind, within SE", "behind")
                for v in report["verdicts"].values())
+
+
+def test_ranking_benchmark_refits_every_candidate_as_the_fit_did(tmp_path):
+    """benchmarks/ranking.py refits each candidate of a search as the fit refit
+    its choice: the chosen one's refit scores exactly what the fit scored."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, str(BENCH / "ranking.py"), "--smoke",
+                          "--datasets", "digits", "--seeds", "0",
+                          "--out", str(tmp_path / "ranking.json")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    (fit,) = json.loads((tmp_path / "ranking.json").read_text())["datasets"]["digits"]
+    cands = fit["candidates"]
+    assert len(cands) == fit["n_offered"] >= 1  # every candidate, not only the pool's
+    assert all(c["flops"] <= fit["budget"] for c in cands)
+    (chosen,) = [c for c in cands if c["chosen"]]
+    assert chosen["test_acc"] == fit["score"]
+    assert fit["regret"] == max(c["test_acc"] for c in cands) - chosen["test_acc"]
+    assert "median regret" in out.stdout
