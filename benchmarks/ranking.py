@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import statistics
 import sys
 import time
@@ -108,13 +109,14 @@ def rank_one(X, y, Xt, yt, budget, T, seed, rb, max_candidates, device="cpu"):
                          val_acc=c.accuracy, test_acc=float(scorer.score(Xt, yt)),
                          arch=c.module.architecture.summary(),
                          chosen=(c.step, c.variant) == chosen))
+    # None for fewer than 3 candidates; NaN (one accuracy shared by all) too
     rho = (float(spearmanr([r["val_acc"] for r in rows], [r["test_acc"] for r in rows])[0])
            if len(rows) > 2 else None)
     best = max(r["test_acc"] for r in rows)
     picked = next(r["test_acc"] for r in rows if r["chosen"])
     return dict(budget=budget, T=T, seed=seed, fit_s=fit_s, refit_epochs=call["epochs"],
                 score=float(clf.score(Xt, yt)), n_offered=len(rec.offered),
-                candidates=rows, rho=None if rho != rho else rho,  # nan: ties only
+                candidates=rows, rho=None if rho is None or math.isnan(rho) else rho,
                 regret=best - picked)
 
 
