@@ -63,6 +63,9 @@ with tempfile.TemporaryDirectory() as tmp:
               f"(max_time={MAX_TIME} s per fit)")
         print(f"architectures tried: {len(clf.history_)} (best: step {clf.best_step_}, "
               f"{clf.best_variant_}, validation accuracy {clf.best_score_:.4f})")
+        if clf.skipped_:  # the next fit goes on from the first operation left out
+            print(f"resumes at record:   {clf.skipped_[0]['step']} "
+                  f"({clf.skipped_[0]['operation']} left out: it would not finish in time)")
         print(f"FLOPs per image:     {clf.best_architecture_.flops():,} of "
               f"{clf.flop_budget:,.0f}")
         print(f"test accuracy:       {clf.score(X_test, y_test):.4f} "
