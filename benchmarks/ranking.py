@@ -56,10 +56,10 @@ class _Recorder:
         recorder = self
 
         class KeepingPool(CandidatePool):
-            def offer(self, accuracy, flops, step, variant, module):
-                recorder.offered.append(Candidate(accuracy, flops, step, variant,
+            def offer(self, accuracy, flops, params, step, variant, module):
+                recorder.offered.append(Candidate(accuracy, flops, params, step, variant,
                                                   copy.deepcopy(module)))
-                super().offer(accuracy, flops, step, variant, module)
+                super().offer(accuracy, flops, params, step, variant, module)
 
         self.pool_class = KeepingPool
         self.refit = estimator_module.refit
@@ -105,7 +105,7 @@ def rank_one(X, y, Xt, yt, budget, T, seed, rb, max_candidates, device="cpu"):
                         epochs=call["epochs"], seed=call["seed"], **call["kw"])
         scorer = copy.copy(clf)
         scorer.module_ = res.module.cpu().to(memory_format=torch.contiguous_format).eval()
-        rows.append(dict(step=c.step, variant=c.variant, flops=c.flops,
+        rows.append(dict(step=c.step, variant=c.variant, flops=c.flops, params=c.params,
                          val_acc=c.accuracy, test_acc=float(scorer.score(Xt, yt)),
                          arch=c.module.architecture.summary(),
                          chosen=(c.step, c.variant) == chosen))

@@ -14,28 +14,35 @@ class Candidate:
 
     accuracy: float  # validation accuracy
     flops: int
+    params: int  # trainable parameters
     step: int
     variant: str
     module: object = field(repr=False, default=None)
 
 
 def select(candidates, n_valid: int):
-    """The search's choice: the most FLOPs within one SE of the best accuracy.
+    """The search's choice: the most parameters within one SE of the best accuracy.
 
     Let ``a*`` be the best validation accuracy; the candidates with accuracy
     ``>= a* - selection_se(a*, n_valid)`` are the ones the split cannot tell
-    from the best, and of those the one with the most FLOPs wins (then the
-    higher accuracy, then the earlier step). The budget is a price the user
-    agreed to pay; in the runs measured, the larger of two networks the split
-    could not separate tested as well or better (docs/algorithm.md,
+    from the best, and of those the one with the most parameters wins (then
+    the most FLOPs, the higher accuracy, the earlier step). The split cannot
+    rank these, and the refit trains the winner far longer than the search
+    did: in the runs measured the network with more capacity refit as well or
+    better, and parameters measured capacity better than FLOPs, which MorphNet
+    can spend on deep stacks of 4-wide blocks (docs/algorithm.md,
     deviation 1). None for no candidates.
     """
     if not candidates:
         return None
     top = max(c.accuracy for c in candidates)
     floor = top - selection_se(top, n_valid)
-    eligible = [c for c in candidates if c.accuracy >= floor]
-    return max(eligible, key=lambda c: (c.flops, c.accuracy, -c.step))
+    return max((c for c in candidates if c.accuracy >= floor), key=_preference)
+
+
+def _preference(c: Candidate) -> tuple:
+    """The order :func:`select` prefers among the candidates within one SE."""
+    return (c.params, c.flops, c.accuracy, -c.step)
 
 
 def prune(candidates, n_valid: int) -> list:
@@ -43,9 +50,9 @@ def prune(candidates, n_valid: int) -> list:
 
     A candidate below one SE of the best can never be chosen again (the best
     only rises, and above 50 % accuracy so does ``best - SE``); nor can one
-    that another candidate matches in accuracy and FLOPs (the later of two
-    equal ones goes). What is left is a short Pareto front, so keeping its
-    networks costs little memory.
+    that another candidate at least as accurate is preferred to (it is
+    eligible whenever the first one is, and wins). What is left is a short
+    Pareto front, so keeping its networks costs little memory.
     """
     if not candidates:
         return []
@@ -55,10 +62,8 @@ def prune(candidates, n_valid: int) -> list:
     for i, c in enumerate(candidates):
         if c.accuracy < floor:
             continue
-        dominated = any(
-            (d.accuracy >= c.accuracy and d.flops >= c.flops)
-            and (d.accuracy > c.accuracy or d.flops > c.flops or j < i)
-            for j, d in enumerate(candidates) if j != i)
+        dominated = any(d.accuracy >= c.accuracy and _preference(d) > _preference(c)
+                        for d in candidates if d is not c)
         if not dominated:
             keep.append(c)
     return keep
@@ -88,9 +93,10 @@ class CandidatePool:
     def __iter__(self):
         return iter(self.candidates)
 
-    def offer(self, accuracy: float, flops: int, step: int, variant: str, module) -> None:
+    def offer(self, accuracy: float, flops: int, params: int, step: int, variant: str,
+              module) -> None:
         """Add a trained No Reg network (a copy of ``module`` is kept)."""
-        new = Candidate(accuracy, flops, step, variant, copy.deepcopy(module))
+        new = Candidate(accuracy, flops, params, step, variant, copy.deepcopy(module))
         self.candidates = prune(self.candidates + [new], self.n_valid)
 
     @property

@@ -245,7 +245,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         Its validation accuracy in the search (the images the refit then
         also trains on: the refit network has no held-out score). Among
         networks within one standard error of the best accuracy, the one
-        with the most FLOPs is chosen.
+        with the most parameters is chosen.
     refit_ : dict or None
         How ``module_`` was refit (``epochs``, ``planned_epochs``,
         ``n_images``, ``schedule``, ``lr``, ``label_smoothing``,

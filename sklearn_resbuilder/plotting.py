@@ -116,10 +116,16 @@ def _within_budget(record, flop_budget) -> bool:
     return bool(record.get("within_budget", True))
 
 
+def _n_params(record) -> int:
+    if record.get("n_params") is not None:
+        return int(record["n_params"])
+    return Architecture.from_dict(record["architecture"]).n_params() if "architecture" in record else 0
+
+
 def _best_of(history, within):
     """The search's rule (:func:`~sklearn_resbuilder.candidates.select`) on a plain
-    list: the most FLOPs within one SE of the best No Reg accuracy within the
-    budget. Records without ``n_valid`` (older histories) get no SE margin."""
+    list: the most parameters within one SE of the best No Reg accuracy within
+    the budget. Records without ``n_valid`` (older histories) get no SE margin."""
     from .candidates import Candidate, select
 
     cands, n_valid = [], None
@@ -130,7 +136,7 @@ def _best_of(history, within):
             acc = _accuracy(r, v)
             if math.isnan(acc):
                 continue
-            cands.append(Candidate(acc, int(r.get("flops") or 0), i, v))
+            cands.append(Candidate(acc, int(r.get("flops") or 0), _n_params(r), i, v))
             n_valid = n_valid or (r.get("scores", {}).get(v) or {}).get("n_valid")
     best = select(cands, int(n_valid or 10**12))
     return None if best is None else (best.step, best.variant)

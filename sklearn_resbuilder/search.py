@@ -14,8 +14,8 @@ For each of ``n_morph_steps`` (n_M):
 Every new architecture is trained With Reg (which drives the search); those
 within the budget also No Reg WI (and, with ``retrain_fresh``, the paper's No
 Reg RI). An architecture visited before is not trained again. The result is
-the No Reg network within the budget with the most FLOPs among those within
-one standard error of the best validation accuracy (:func:`select`).
+the No Reg network within the budget with the most parameters among those
+within one standard error of the best validation accuracy (:func:`select`).
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ class Search:
                 for v in NO_REG:
                     if v in results:
                         self.pool.offer(results[v].record["valid_accuracy"], record["flops"],
-                                        step, v, results[v].module)
+                                        record["n_params"], step, v, results[v].module)
         record["seconds"] = time.perf_counter() - t
         self._append(record)
         return collapsed is None
@@ -496,11 +496,12 @@ class Search:
         kept = state.get("pool")
         if kept is None:
             kept = [dict(state["best"], key="best")] if state.get("best") else []
+        nets = [_load_net(c["architecture"], state["tensors"][c.get("key", f"pool{i}")], device)
+                for i, c in enumerate(kept)]
         self.pool = CandidatePool(len(self.data.y_valid), [
-            Candidate(c["accuracy"], c["flops"], c["step"], c["variant"],
-                      _load_net(c["architecture"], state["tensors"][c.get("key", f"pool{i}")],
-                                device))
-            for i, c in enumerate(kept)])
+            Candidate(c["accuracy"], c["flops"], net.architecture.n_params(), c["step"],
+                      c["variant"], net)
+            for c, net in zip(kept, nets)])
 
 
 def collapse_reason(results, gamma_threshold: float) -> str | None:
@@ -629,7 +630,7 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
     -------
     SearchResult
         The No Reg network with ``FLOPs <= flop_budget`` that :func:`select`
-        chooses (the most FLOPs within one standard error of the best
+        chooses (the most parameters within one standard error of the best
         validation accuracy), its step/variant/validation accuracy, and the
         history. The search ends with an extra MorphNet step when nothing
         visited fits the budget, so the result never exceeds it.

@@ -152,18 +152,23 @@ def test_search_history_of_a_plain_list_stars_what_the_search_chose(fitted):
 
 
 def test_search_history_star_takes_the_bigger_net_within_one_se(history):
-    """Step 2 (0.85) is the best, step 5 (0.80) has more FLOPs. With n_valid =
-    20 (SE at 0.85: 0.08) the split cannot tell them apart and step 5 gets
-    the star; without n_valid (an older history) the best accuracy does."""
-    history[2]["scores"]["no_reg_wi"]["valid_accuracy"] = 0.85
-    assert history[5]["flops"] > history[2]["flops"]
+    """Step 0 (0.85) is the best; step 2 (0.80) has more parameters than any
+    other, step 5 (0.80) more FLOPs. With n_valid = 20 (SE at 0.85: 0.08) the
+    split cannot tell them apart and step 2 gets the star (parameters before
+    FLOPs); without n_valid (an older history) the best accuracy does. The
+    records carry no n_params, so it is counted from the architecture."""
+    history[0]["scores"]["no_reg_wi"]["valid_accuracy"] = 0.85
+    history[2]["scores"]["no_reg_wi"]["valid_accuracy"] = 0.8
+    arch = [Architecture.from_dict(r["architecture"]) for r in history]
+    assert arch[5].flops() > arch[2].flops() and arch[2].n_params() > arch[5].n_params()
+    assert arch[2].n_params() > arch[0].n_params()
     ax = _accuracy_axes(plot_search_history(history))
-    np.testing.assert_allclose(_by_gid(ax.collections, "best")[0].get_offsets(), [[2, 0.85]])
+    np.testing.assert_allclose(_by_gid(ax.collections, "best")[0].get_offsets(), [[0, 0.85]])
     for r in history:
         for v in r["scores"].values():
             v["n_valid"] = 20
     ax = _accuracy_axes(plot_search_history(history))
-    np.testing.assert_allclose(_by_gid(ax.collections, "best")[0].get_offsets(), [[5, 0.8]])
+    np.testing.assert_allclose(_by_gid(ax.collections, "best")[0].get_offsets(), [[2, 0.8]])
 
 
 def test_search_history_flop_budget_decides_within(history):

@@ -365,15 +365,15 @@ def _scripted_scores(budget):
 def _expected_best(history, budget, n_valid=200):
     """The documented rule on the whole list: of the No Reg trainings within
     the budget whose accuracy is within one SE of the best, the one with the
-    most FLOPs (then the higher accuracy, then the earlier)."""
-    cands = [(r["scores"][v]["valid_accuracy"], r["flops"], r["step"])
+    most parameters (then FLOPs, the higher accuracy, the earlier)."""
+    cands = [(r["scores"][v]["valid_accuracy"], r["flops"], r["n_params"], r["step"])
              for r in history
              if r["flops"] <= budget and not r["collapsed"] and r.get("reused_from") is None
              for v in NO_REG if v in r["scores"]]
-    top = max(acc for acc, _, _ in cands)
+    top = max(c[0] for c in cands)
     floor = top - (top * (1 - top) / n_valid) ** 0.5
-    acc, flops, _ = max((c for c in cands if c[0] >= floor),
-                        key=lambda c: (c[1], c[0], -c[2]))
+    acc, flops, _, _ = max((c for c in cands if c[0] >= floor),
+                           key=lambda c: (c[2], c[1], c[0], -c[3]))
     return acc, flops
 
 
@@ -858,7 +858,7 @@ def test_revisited_architecture_is_reused_not_trained(fake, digits):
     assert ins["reused_from"] is None and morph["reused_from"] is None
 
 
-def test_selection_prefers_more_flops_within_one_standard_error(fake, digits):
+def test_selection_prefers_the_larger_network_within_one_standard_error(fake, digits):
     """200 validation images: SE of 0.9 is 0.021. A bigger net 0.01 worse is
     chosen over the smaller one (the split cannot tell them apart); 0.05
     worse is not."""
