@@ -968,3 +968,30 @@ def test_starts_of_other_data_shapes_are_refused(digits):
         run_search([MINIMAL, Architecture.minimal((1, 16, 16), 10)], digits, config())
     with pytest.raises(ValueError, match="non-empty sequence"):
         run_search([], digits, config())
+
+
+@pytest.mark.parametrize("weakest", [0, 1])
+def test_a_morph_step_too_narrow_drops_the_weakest_blocks_for_width(fake, digits, monkeypatch,
+                                                                      weakest):
+    """With MIN_MORPH_WIDTH = 8, a MorphNet step that would leave the widest
+    stream at 6 channels (two blocks at 8x8 and one at 2x2, budget 2e5)
+    drops the lowest-scoring block instead and gets 8 channels; the removed
+    block is named in the parent's indexing. With 1 (never) the blocks stay."""
+    start = MINIMAL.insert_block(0, 0).insert_block(0, 0).insert_block(2, 0)
+
+    def weaken(i, module):
+        if module.architecture == start:  # a gate of 0.05: above tau_Lambda, the lowest
+            module.block(0, weakest).bn2.weight.fill_(0.05)
+            module.block(0, weakest).bn2.bias.zero_()
+    fake.mutate = weaken
+    monkeypatch.setattr(search_mod.defaults, "MIN_MORPH_WIDTH", 1)
+    res = run_search(start, digits, config(flop_budget=2e5, n_morph_steps=0), seed=0)
+    deep = arch_of(res.history[-1])
+    assert deep.n_blocks == 3 and max(deep.group_widths()) == 6
+    monkeypatch.setattr(search_mod.defaults, "MIN_MORPH_WIDTH", 8)
+    res = run_search(start, digits, config(flop_budget=2e5, n_morph_steps=0), seed=0)
+    morph = res.history[-1]
+    wide = arch_of(morph)
+    assert morph["operation"] == "morph" and morph["flops"] <= 2e5
+    assert wide.n_blocks == 2 and max(wide.group_widths()) == 8
+    assert [tuple(b) for b in morph["removed_blocks"]] == [(0, weakest)]
