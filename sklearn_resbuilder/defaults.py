@@ -36,8 +36,8 @@ MAX_EPOCHS = 20
 VALIDATION_FRACTION = 0.1
 #: A MorphNet step whose widest stream would be narrower than this drops the
 #: weakest blocks until it is not (or none is left): a deep net of 4-5
-#: channels refits worst (docs/algorithm.md, deviation 26). 1: never.
-MIN_MORPH_WIDTH = 1
+#: channels refits worst (docs/algorithm.md, deviation 26); 1 turns it off.
+MIN_MORPH_WIDTH = 8
 #: The MorphNet step rounds widths of at least 4 x this to its multiples: odd
 #: widths ran up to 40 % slower per FLOP (docs/algorithm.md, deviations 18-19).
 WIDTH_MULTIPLE = 8
