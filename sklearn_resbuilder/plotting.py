@@ -125,14 +125,16 @@ def _n_params(record) -> int:
 def _best_of(history, within):
     """The search's rule (:func:`~sklearn_resbuilder.candidates.select`) on a plain
     list: the most parameters within one SE of the best No Reg accuracy within
-    the budget. Records without ``n_valid`` (older histories) get no SE margin."""
+    the budget, over each record's ``candidates`` (older histories: the No Reg
+    trainings of records that did not collapse). Records without ``n_valid``
+    (older histories) get no SE margin."""
     from .candidates import Candidate, select
 
     cands, n_valid = [], None
     for i, r in enumerate(history):
-        if not within[i] or r.get("collapsed"):
+        if not within[i] or ("candidates" not in r and r.get("collapsed")):
             continue
-        for v in NO_REG:
+        for v in r.get("candidates", NO_REG):
             acc = _accuracy(r, v)
             if math.isnan(acc):
                 continue
@@ -160,8 +162,9 @@ def plot_search_history(clf_or_history, *, flop_budget=None, ax=None):
     clf_or_history : ResBuilderClassifier or list of dict
         A fitted classifier (its ``history_``, ``flop_budget``, ``best_step_``
         and ``best_variant_`` are used) or a history list. For a list the
-        star goes to the best No Reg validation accuracy among non-collapsed
-        records within the budget (ties: fewer FLOPs), the search's own rule.
+        star goes where the search's own rule puts it: the most parameters
+        within one standard error of the best No Reg validation accuracy,
+        over each record's ``candidates`` within the budget.
     flop_budget : float, optional
         Decides "within budget" from each record's ``flops``; by default the
         classifier's ``flop_budget``, or each record's ``within_budget``.

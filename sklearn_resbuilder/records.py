@@ -88,7 +88,12 @@ class SearchRecord(TypedDict):
     inserted_at : [stage, position] or None
         Where random in inserted a block.
     collapsed : str or None
-        Why its training collapsed (then it is not a candidate).
+        Why its With Reg training collapsed (the search then goes on from the
+        network before).
+    candidates : list of str
+        The No Reg variants the search may return (within the budget, trained
+        to a finite score with every stream alive; none after a divergence).
+        Absent in older histories and in revisits (not trained).
     reused_from : int or None
         The step that trained this architecture before (not trained again).
     seconds : float
@@ -112,6 +117,7 @@ class SearchRecord(TypedDict):
     removed_blocks: list
     inserted_at: list | None
     collapsed: str | None
+    candidates: NotRequired[list]
     reused_from: int | None
     seconds: float
     scores: dict[str, ScoreRecord]

@@ -189,6 +189,7 @@ class Search:
         if earlier is not None:
             record["reused_from"] = earlier["step"]
             record["scores"] = copy.deepcopy(earlier["scores"])
+            record["candidates"] = []  # the earlier record's networks are the candidates
             self.current = net
             self._append(record)
             return True
@@ -210,11 +211,17 @@ class Search:
         record["scores"] = {v: score_record(r.record) for v, r in results.items()}
         if collapsed is None:
             self.current = results["with_reg"].module
-            if record["within_budget"]:
-                for v in NO_REG:
-                    if v in results:
-                        self.pool.offer(results[v].record["valid_accuracy"], record["flops"],
-                                        record["n_params"], step, v, results[v].module)
+        # A With Reg training that lost a stream ends its branch (the search
+        # goes on from the network before), but a No Reg training of it that
+        # recovered is a finished, working network within the budget: it stays
+        # a candidate (docs/algorithm.md, deviation 27). A diverged one does not.
+        record["candidates"] = []
+        if record["within_budget"] and not (collapsed or "").startswith("diverged"):
+            for v in NO_REG:
+                if v in results and _usable(results[v], self.train_config.gamma_threshold):
+                    self.pool.offer(results[v].record["valid_accuracy"], record["flops"],
+                                    record["n_params"], step, v, results[v].module)
+                    record["candidates"].append(v)
         record["seconds"] = time.perf_counter() - t
         self._append(record)
         return collapsed is None
@@ -524,6 +531,17 @@ def collapse_reason(results, gamma_threshold: float) -> str | None:
     if min(groups) == 0:
         return "all channels of a stream died (|gamma| <= gamma_threshold)"
     return None
+
+
+def _usable(result, gamma_threshold: float) -> bool:
+    """A No Reg training that may be returned: finite, not diverged, every stream alive."""
+    acc = result.record.get("valid_accuracy")
+    if acc is None or not math.isfinite(acc):
+        return False
+    if (result.record.get("stopped") or "").startswith("diverged"):
+        return False
+    groups, _ = alive_widths(result.module, gamma_threshold)
+    return min(groups) > 0
 
 
 def _confirmed_removals(net: ResBuilderNet, valid_losses, threshold: float, check: bool = True):

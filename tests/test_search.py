@@ -225,9 +225,11 @@ def test_greedy_out_removes_a_dead_block(fake, digits):
     assert ins["removed_blocks"] == [] and morph["removed_blocks"] == []
 
 
-def test_healthy_blocks_are_not_removed(fake, digits):
+def test_healthy_blocks_are_not_removed(fake, digits, monkeypatch):
     """Negative control: an inserted block that keeps its (small, non-zero)
-    gamma scores above tau_Lambda and stays."""
+    gamma scores above tau_Lambda and stays (and no MorphNet step trades
+    blocks for width here)."""
+    monkeypatch.setattr(search_mod.defaults, "MIN_MORPH_WIDTH", 1)
     res = run_search(MINIMAL, digits, config(n_insertions=2, n_morph_steps=2), seed=0)
     assert "remove" not in [r["operation"] for r in res.history]
     assert res.history[-1]["n_blocks"] == 4
@@ -394,7 +396,7 @@ def test_best_is_the_top_no_reg_score_within_budget(fake, digits):
     assert res.best_architecture.flops() <= budget
 
 
-def test_best_ties_go_to_more_flops(fake, digits):
+def test_best_ties_go_to_more_parameters(fake, digits):
     budget = 1e5
     # Every in-budget No Reg scores 0.7 except the start (0.5), which is the
     # smallest net, so the tie is between bigger nets of different sizes.
@@ -407,9 +409,9 @@ def test_best_ties_go_to_more_flops(fake, digits):
     res = run_search(MINIMAL, digits, config(flop_budget=budget, n_insertions=3,
                                              n_morph_steps=2), seed=0)
     tied = [r for r in res.history[1:] if r["flops"] <= budget]
-    assert len({r["flops"] for r in tied}) >= 2, "the test needs a tie between sizes"
+    assert len({r["n_params"] for r in tied}) >= 2, "the test needs a tie between sizes"
     assert res.best_score == 0.7
-    assert res.history[res.best_step]["flops"] == max(r["flops"] for r in tied)
+    assert res.history[res.best_step]["n_params"] == max(r["n_params"] for r in tied)
 
 
 # ------------------------------------------------------------------ collapse
@@ -995,3 +997,32 @@ def test_a_morph_step_too_narrow_drops_the_weakest_blocks_for_width(fake, digits
     assert morph["operation"] == "morph" and morph["flops"] <= 2e5
     assert wide.n_blocks == 2 and max(wide.group_widths()) == 8
     assert [tuple(b) for b in morph["removed_blocks"]] == [(0, weakest)]
+
+
+@pytest.mark.parametrize("mode", ["dead_stream", "diverged"])
+def test_a_recovered_no_reg_training_of_a_collapsed_record_stays_a_candidate(fake, digits,
+                                                                             mode):
+    """The With Reg training of step 1 collapses. No Reg WI starts from its
+    dead stream and is not a candidate; No Reg RI (a fresh, healthy network
+    of the same architecture) is, and scores best, so it is chosen, while
+    the search goes on from the start net. After a divergence neither is."""
+    if mode == "dead_stream":
+        fake.mutate = _zero_stream_gammas
+    else:
+        fake.stopped = lambda i: "diverged: non-finite training loss in epoch 1" if i == 1 else None
+    fake.scores = lambda i, arch: {v: 1.0 if i == 1 else 0.5 for v in VARIANTS}
+    res = run_search(MINIMAL, digits, config(flop_budget=1e6, n_insertions=2, n_morph_steps=1,
+                                             retrain_fresh=True), seed=0)
+    h = res.history
+    assert h[1]["collapsed"] and h[2]["n_blocks"] == 1  # rolled back to the start net
+    if mode == "dead_stream":
+        assert h[1]["candidates"] == ["no_reg_ri"]
+        assert (res.best_step, res.best_variant, res.best_score) == (1, "no_reg_ri", 1.0)
+    else:
+        assert h[1]["candidates"] == []
+        assert res.best_step != 1
+    assert all(r["candidates"] == ["no_reg_wi", "no_reg_ri"] for r in h if not r["collapsed"]
+               and r["within_budget"] and r.get("reused_from") is None)
+    # a plain history list gets the same star
+    from sklearn_resbuilder.plotting import _best_of
+    assert _best_of(h, [r["within_budget"] for r in h]) == (res.best_step, res.best_variant)
