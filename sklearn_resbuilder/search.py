@@ -358,17 +358,13 @@ class Search:
         except ValueError:
             # Too deep for the budget even at width 1: drop the weakest blocks.
             # extra is numbered after the dead blocks left; report old numbers.
-            gone = set(dead)
-            survivors = [sb for sb in self.current.architecture.block_ids() if sb not in gone]
-            back = dict(zip(net.architecture.block_ids(), survivors))
+            back = _parent_ids(self.current, dead, net)
             net, alive_arch, extra = _shallower_for_budget(net, alive_arch, self.config.flop_budget)
             dead = sorted(dead + [back[sb] for sb in extra])
             omega, target = largest_omega(alive_arch, self.config.flop_budget,
                                           multiple=self.config.width_multiple)
         if max(target.group_widths()) < defaults.MIN_MORPH_WIDTH and target.n_blocks:
-            gone = set(dead)
-            survivors = [sb for sb in self.current.architecture.block_ids() if sb not in gone]
-            back = dict(zip(net.architecture.block_ids(), survivors))
+            back = _parent_ids(self.current, dead, net)
             net, alive_arch, extra, (omega, target) = _wider_by_fewer_blocks(
                 net, alive_arch, self.config.flop_budget, self.config.width_multiple,
                 defaults.MIN_MORPH_WIDTH)
@@ -583,6 +579,12 @@ def _load_net(arch: dict, weights: dict, device) -> ResBuilderNet:
     net = ResBuilderNet(Architecture.from_dict(arch), generator=torch.Generator().manual_seed(0))
     net.load_state_dict(weights)
     return net.to(device)
+
+
+def _parent_ids(parent, removed, net) -> dict:
+    """``{block id in net: its id in parent}``, ``net`` being ``parent`` less ``removed``."""
+    survivors = [sb for sb in parent.architecture.block_ids() if sb not in set(removed)]
+    return dict(zip(net.architecture.block_ids(), survivors))
 
 
 def _shallower_for_budget(net, alive_arch, budget):
