@@ -26,12 +26,9 @@ def select(candidates, n_valid: int):
     Let ``a*`` be the best validation accuracy; the candidates with accuracy
     ``>= a* - selection_se(a*, n_valid)`` are the ones the split cannot tell
     from the best, and of those the one with the most parameters wins (then
-    the most FLOPs, the higher accuracy, the earlier step). The split cannot
-    rank these, and the refit trains the winner far longer than the search
-    did: in the runs measured the network with more capacity refit as well or
-    better, and parameters measured capacity better than FLOPs, which MorphNet
-    can spend on deep stacks of 4-wide blocks (docs/algorithm.md,
-    deviation 1). None for no candidates.
+    the most FLOPs, the higher accuracy, the earlier step): the split cannot
+    rank them, and the refit trains the winner far longer than the search
+    did (docs/algorithm.md, deviation 1). None for no candidates.
     """
     if not candidates:
         return None

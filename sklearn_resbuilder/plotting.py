@@ -119,7 +119,9 @@ def _within_budget(record, flop_budget) -> bool:
 def _n_params(record) -> int:
     if record.get("n_params") is not None:
         return int(record["n_params"])
-    return Architecture.from_dict(record["architecture"]).n_params() if "architecture" in record else 0
+    if "architecture" not in record:
+        return 0
+    return Architecture.from_dict(record["architecture"]).n_params()
 
 
 def _best_of(history, within):

@@ -365,10 +365,12 @@ class Search:
                                           multiple=self.config.width_multiple)
         if max(target.group_widths()) < defaults.MIN_MORPH_WIDTH and target.n_blocks:
             back = _parent_ids(self.current, dead, net)
-            net, alive_arch, extra, (omega, target) = _wider_by_fewer_blocks(
+            net, alive_arch, extra = _wider_by_fewer_blocks(
                 net, alive_arch, self.config.flop_budget, self.config.width_multiple,
                 defaults.MIN_MORPH_WIDTH)
             dead = sorted(dead + [back[sb] for sb in extra])
+            omega, target = largest_omega(alive_arch, self.config.flop_budget,
+                                          multiple=self.config.width_multiple)
         if (self.pool and self.time_plan is not None and target not in self.visited
                 and self.stopped is None):
             estimate = self.training_seconds(target, len(self._variants(target)))
@@ -587,37 +589,37 @@ def _parent_ids(parent, removed, net) -> dict:
     return dict(zip(net.architecture.block_ids(), survivors))
 
 
-def _shallower_for_budget(net, alive_arch, budget):
-    """Remove lowest-scoring blocks until the narrowest net fits ``budget``."""
+def _drop_weakest_blocks(net, alive_arch, enough):
+    """Remove the lowest-scoring blocks (eq. 6), one at a time, until
+    ``enough(arch)`` or no block is left: ``(net, arch, removed ids)``."""
     scores = block_scores(net)
-    removed = []
-    arch = alive_arch
+    removed, arch = [], alive_arch
     for sb in sorted(scores, key=scores.get):
-        if arch.narrowest().flops() <= budget:
+        if enough(arch):
             break
         removed.append(sb)
         arch = alive_arch.remove_blocks(removed)
+    return remove_blocks(net, removed), arch, removed
+
+
+def _shallower_for_budget(net, alive_arch, budget):
+    """Remove lowest-scoring blocks until the narrowest net fits ``budget``."""
+    net, arch, removed = _drop_weakest_blocks(
+        net, alive_arch, lambda a: a.narrowest().flops() <= budget)
     if arch.narrowest().flops() > budget:
         raise ValueError(
             f"flop_budget {budget:,.0f} is below the smallest network of this shape "
             f"({arch.narrowest().flops():,} FLOPs with no blocks and every width 1)")
-    return remove_blocks(net, removed), arch, removed
+    return net, arch, removed
 
 
 def _wider_by_fewer_blocks(net, alive_arch, budget, multiple, min_width):
     """Remove lowest-scoring blocks until the MorphNet step's network has a
     stream at least ``min_width`` wide, or no block is left: the budget then
     buys width instead of depth (docs/algorithm.md, deviation 26)."""
-    scores = block_scores(net)
-    removed, arch = [], alive_arch
-    fit = largest_omega(arch, budget, multiple=multiple)
-    for sb in sorted(scores, key=scores.get):
-        if max(fit[1].group_widths()) >= min_width:
-            break
-        removed.append(sb)
-        arch = alive_arch.remove_blocks(removed)
-        fit = largest_omega(arch, budget, multiple=multiple)
-    return remove_blocks(net, removed), arch, removed, fit
+    def wide_enough(arch):
+        return max(largest_omega(arch, budget, multiple=multiple)[1].group_widths()) >= min_width
+    return _drop_weakest_blocks(net, alive_arch, wide_enough)
 
 
 def operations(config: SearchConfig, n_starts: int = 1) -> list[str]:
