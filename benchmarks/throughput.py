@@ -67,7 +67,8 @@ from torch.nn import functional as F
 from sklearn_resbuilder import Architecture, datasets
 from sklearn_resbuilder.allocator import training_malloc
 from sklearn_resbuilder.estimator import resolve_mixed_precision
-from sklearn_resbuilder.regularizers import PROXIMAL_LR_RATIO, penalty_value, proximal_step
+from sklearn_resbuilder.defaults import PROXIMAL_LR_RATIO
+from sklearn_resbuilder.regularizers import penalty_value, proximal_step
 from sklearn_resbuilder.search import SearchConfig, run_search
 from sklearn_resbuilder.augment import make_augment
 from sklearn_resbuilder.inference import (bf16_autocast, inference_copy, predict_logits, prepare_batch)

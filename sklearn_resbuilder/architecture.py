@@ -23,13 +23,10 @@ import numbers
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Sequence
 
+from . import defaults
+
 HEADS = ("flatten", "avg")
 LAYOUTS = ("1d", "2d")
-#: ``scaled(omega, multiple)`` rounds widths of at least this many multiples
-#: (32 for 8): narrower nets are overhead-bound, and rounding them gave up
-#: FLOPs that cost accuracy on digits (docs/algorithm.md, deviation 19).
-ROUND_FROM = 4
-
 #: The minimal start net downsamples the input (``Stem.downsample``) by the
 #: largest power of two that keeps the shorter side at least this long, so
 #: stage 0 of a large image lands at 28-55 px: images under 56 px keep their
@@ -494,7 +491,7 @@ class Architecture:
         omega : float
             Positive width multiplier (MorphNet's omega).
         multiple : int, default=1
-            Widths of at least ``ROUND_FROM * multiple`` (32 for 8) are rounded
+            Widths of at least ``defaults.ROUND_FROM * multiple`` (32 for 8) are rounded
             to the nearest multiple of it; narrower ones to the nearest integer.
             CPU and GPU kernels work on channel blocks of 8 or 16: a 71-wide
             net steps slower than the same net 72 wide (docs/algorithm.md,
@@ -513,9 +510,9 @@ class Architecture:
 
         def sc(c):
             w = max(1, int(round(omega * c)))
-            if multiple > 1 and w >= ROUND_FROM * multiple:
-                # omega * c >= ROUND_FROM * multiple - 0.5, so this rounds to
-                # >= ROUND_FROM multiples: no width drops as omega grows.
+            if multiple > 1 and w >= defaults.ROUND_FROM * multiple:
+                # omega * c >= defaults.ROUND_FROM * multiple - 0.5, so this rounds to
+                # >= defaults.ROUND_FROM multiples: no width drops as omega grows.
                 w = multiple * int(round(omega * c / multiple))
             return w
 

@@ -30,20 +30,9 @@ from .inference import inference_copy, predict_logits, prepare_batch
 from .training import TrainConfig, refit, refit_epochs
 from .training_data import TrainingData
 
-#: Share of ``max_time`` kept for the refit; the search gets the rest. 0.5,
-#: not 0.2: MNIST 10k at T = 300 s gained 0.13-0.23 points (docs/algorithm.md).
-REFIT_TIME_SHARE = 0.5
-
 #: The named starts (``start``).
 _STARTS = {"minimal": Architecture.minimal, "pyramid": Architecture.pyramid,
            "resnet18": Architecture.resnet18}
-
-#: With ``max_time``, the refit may stretch to this many times its planned
-#: epochs when the search left the time. 8, not 4, since the search stops
-#: early rather than start what cannot finish: at 4x a MNIST fit (T = 300 s)
-#: ended at 255 s with the refit at its 32-epoch cap (docs/algorithm.md,
-#: deviation 17).
-REFIT_MAX_STRETCH = 8
 
 
 def resolve_device(device) -> str:
@@ -505,7 +494,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         if self.max_time is None and self.plan is None:
             return None
         max_time = self.plan["max_time"] if self.plan is not None else float(self.max_time)
-        share = 1 - REFIT_TIME_SHARE if self.refit else 1.0
+        share = 1 - D.REFIT_TIME_SHARE if self.refit else 1.0
         plan = TimePlan(max_time, share, recorded=self.plan)
         context = {"device": str(device), "mixed_precision": bool(precision),
                    "n_threads": int(torch.get_num_threads())}
@@ -526,11 +515,11 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         if time_plan is not None:
             # As many epochs as the plan's time left holds; a search that ended
             # early leaves the refit more (a longer one-cycle schedule), up to
-            # REFIT_MAX_STRETCH (8x) its planned epochs.
+            # defaults.REFIT_MAX_STRETCH (8x) its planned epochs.
             arch = module.architecture
             per_epoch = time_plan.epoch_seconds(arch, n_all, 0, train_config.batch_size)
             fits = int(max(time_plan.left("fit"), 0.0) // max(per_epoch, 1e-12))
-            epochs = max(1, min(fits, REFIT_MAX_STRETCH * epochs))
+            epochs = max(1, min(fits, D.REFIT_MAX_STRETCH * epochs))
             slot = time_plan.training(per_epoch, epochs, phase="fit")
         res = refit(copy.deepcopy(module), data, train_config, epochs=epochs,
                     seed=seed + 3,  # not a seed any search training used

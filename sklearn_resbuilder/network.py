@@ -29,9 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .architecture import Architecture
+from . import defaults
 
-#: Scale of the last BN's gamma in an inserted block (docs/architecture.md §5.1).
-INSERT_GAMMA = 1e-2
 
 
 def _pair(v) -> tuple[int, int]:
@@ -289,7 +288,7 @@ def _identity_maps(arch: Architecture, device):
 
 
 def insert_block(net: ResBuilderNet, stage: int, position: int, *,
-                 gamma_scale: float = INSERT_GAMMA,
+                 gamma_scale: float = defaults.INSERT_GAMMA,
                  generator: torch.Generator | None = None) -> ResBuilderNet:
     """A new module with a near-identity block at ``position`` of ``stage``.
 

@@ -174,9 +174,6 @@ def blocks_to_remove(net: ResBuilderNet, lasso_threshold: float = 1e-3) -> list:
 #: same at 8x8, 28x28 and 112x112 (docs/algorithm.md, "Penalties under Adam").
 #: H*W is the stem's input, after ``Stem.downsample``: the maps FLOPs pay for.
 REFERENCE_PIXELS = 32 * 32
-#: The penalties move |gamma| as plain SGD would at PROXIMAL_LR_RATIO x Adam's
-#: current lr (0.1 vs 1e-3: the usual SGD and Adam learning rates of a ResNet).
-PROXIMAL_LR_RATIO = 100.0
 
 
 def penalty_scale(arch: Architecture) -> float:
@@ -243,7 +240,7 @@ def proximal_step(net: ResBuilderNet, step_size: float, morph_strength: float,
     ----------
     net : ResBuilderNet
     step_size : float
-        ``PROXIMAL_LR_RATIO * lr`` in the trainer (the optimizer's current lr,
+        ``defaults.PROXIMAL_LR_RATIO * lr`` in the trainer (the optimizer's current lr,
         so a schedule applies to the penalties too).
     morph_strength, lasso_strength, gamma_threshold, flop_floor : float
         lambda_M, lambda_Lambda, tau_M and the floor, as in :func:`penalty_value`.

@@ -58,7 +58,7 @@ class SearchConfig:
     n_morph_steps: int = defaults.N_MORPH_STEPS
     lasso_threshold: float = defaults.LASSO_THRESHOLD
     max_time: float | None = None
-    max_redraws: int = 50
+    max_redraws: int = defaults.MAX_REDRAWS
     retrain_fresh: bool = False
     check_removals: bool = True
     #: The MorphNet step rounds widths of at least 4 x this to its multiples; 1: exact.

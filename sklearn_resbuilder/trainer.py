@@ -10,7 +10,8 @@ from torch import nn
 
 from .inference import bf16_autocast, prepare_batch
 from .defaults import GAMMA_THRESHOLD
-from .regularizers import PROXIMAL_LR_RATIO, penalty_value, proximal_step
+from . import defaults
+from .regularizers import penalty_value, proximal_step
 
 
 class ResBuilderTrainer(NeuralNetClassifier):
@@ -95,7 +96,7 @@ class ResBuilderTrainer(NeuralNetClassifier):
         step = super().train_step(batch, **fit_params)
         if self.morph_strength or self.lasso_strength:
             lr = self.optimizer_.param_groups[0]["lr"]
-            proximal_step(self.module_, PROXIMAL_LR_RATIO * lr, self.morph_strength,
+            proximal_step(self.module_, defaults.PROXIMAL_LR_RATIO * lr, self.morph_strength,
                           self.lasso_strength, self.gamma_threshold, self.flop_floor)
         return step
 

@@ -52,10 +52,9 @@ class TrainConfig:
     lr: float = defaults.LR
     batch_size: int = defaults.BATCH_SIZE
     max_epochs: int = defaults.MAX_EPOCHS
-    patience: int = 5
-    #: Floor on the refit's optimizer steps: small data gets more epochs (300
-    #: images at batch 128 are 3 steps an epoch; 20 epochs do not train a net).
-    min_steps: int = 600
+    patience: int = defaults.PATIENCE
+    #: Floor on the refit's optimizer steps (``defaults.REFIT_MIN_STEPS``).
+    min_steps: int = defaults.REFIT_MIN_STEPS
     augment: object = True
     device: str = "cpu"
     verbose: int = 0
@@ -252,13 +251,6 @@ def _fit(module, data, config, regularized, seed, batch_size, channels_last, slo
     return _run_fit(net, data.X_train, data.y_train, slot)
 
 
-#: The refit's one-cycle peak, in units of ``lr`` (measured on 300-image digits
-#: folds: peak 1x -> 0.958, 3x -> 0.978 cross-validated accuracy at 600 steps).
-REFIT_PEAK_LR = 3.0
-#: The refit's cross-entropy label smoothing (the search's trainings keep plain
-#: CE: their validation loss drives early stopping and greedy out). One digits
-#: net, 10 seeds: 0.9810 -> 0.9848 mean test accuracy, no seed worse.
-REFIT_LABEL_SMOOTHING = 0.1
 
 
 def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epochs: int,
@@ -267,9 +259,9 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
 
     The learning rate follows skorch's ``LRScheduler`` with torch's
     ``OneCycleLR``: a linear warm-up over ``warmup`` of the steps from
-    ``peak / 25`` to ``peak = REFIT_PEAK_LR * config.lr``, then a cosine
+    ``peak / 25`` to ``peak = defaults.REFIT_PEAK_LR * config.lr``, then a cosine
     down to ~0. The loss is cross entropy with label smoothing
-    ``REFIT_LABEL_SMOOTHING`` (0.1). There is no
+    ``defaults.REFIT_LABEL_SMOOTHING`` (0.1). There is no
     validation split left to stop on, so it runs ``epochs`` epochs (fewer
     if the time plan's ``slot`` allows fewer).
 
@@ -287,21 +279,21 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     steps = epochs * len(TensorBatches(Dataset(X, y), config.batch_size, shuffle=True))
-    peak = REFIT_PEAK_LR * config.lr
+    peak = defaults.REFIT_PEAK_LR * config.lr
     schedule = LRScheduler(policy=torch.optim.lr_scheduler.OneCycleLR, max_lr=peak,
                            total_steps=steps + 1, pct_start=warmup, anneal_strategy="cos",
                            cycle_momentum=False, step_every="batch")
     net = _trainer(module, data, config, regularized=False, seed=seed,
                    batch_size=config.batch_size, channels_last=channels_last, epochs=epochs,
                    callbacks=[("lr_schedule", schedule), *stop_callbacks(slot)],
-                   train_split=None, label_smoothing=REFIT_LABEL_SMOOTHING)
+                   train_split=None, label_smoothing=defaults.REFIT_LABEL_SMOOTHING)
     net = _run_fit(net, X, y, slot)
     rows = [row for row in net.history if "train_loss" in row]
     record = {"epochs": len(rows), "planned_epochs": int(epochs), "n_images": len(X),
               "train_loss": float(rows[-1]["train_loss"]) if rows else float("nan"),
               "schedule": f"one-cycle: {warmup:.0%} linear warm-up to lr, cosine to 0",
               "lr": float(peak), "batch_size": int(config.batch_size),
-              "label_smoothing": REFIT_LABEL_SMOOTHING,
+              "label_smoothing": defaults.REFIT_LABEL_SMOOTHING,
               "stopped": getattr(net, "stop_reason_", None),
               "seconds": time.perf_counter() - t0}
     if slot is not None:

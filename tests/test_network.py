@@ -16,9 +16,8 @@ import torch
 from torch.nn import functional as F
 
 from sklearn_resbuilder import Architecture, Stage, Stem
-from sklearn_resbuilder.defaults import GAMMA_THRESHOLD
+from sklearn_resbuilder.defaults import GAMMA_THRESHOLD, INSERT_GAMMA
 from sklearn_resbuilder.network import (
-    INSERT_GAMMA,
     ResBuilderNet,
     group_scores,
     insert_block,

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from sklearn_resbuilder import Architecture, Stage, Stem
-from sklearn_resbuilder.network import INSERT_GAMMA, insert_block
-from sklearn_resbuilder.defaults import GAMMA_THRESHOLD
+from sklearn_resbuilder.network import insert_block
+from sklearn_resbuilder.defaults import GAMMA_THRESHOLD, INSERT_GAMMA
 from sklearn_resbuilder.regularizers import (
     alive_widths,
     block_scores,

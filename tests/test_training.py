@@ -16,7 +16,7 @@ import torch
 from skorch.dataset import Dataset
 from torch.nn import functional as F
 
-from sklearn_resbuilder import Architecture
+from sklearn_resbuilder import Architecture, defaults
 from sklearn_resbuilder.network import insert_block
 from sklearn_resbuilder.regularizers import layer_lasso_penalty, morphnet_penalty, penalty_scale
 from sklearn_resbuilder.augment import BatchAugment, make_augment
@@ -25,7 +25,6 @@ from sklearn_resbuilder.trainer import ResBuilderTrainer
 from sklearn_resbuilder.training import TrainConfig, VARIANTS, refit, train_one, train_variants
 from sklearn_resbuilder.training_data import TensorBatches, TrainingData
 from sklearn_resbuilder import timeplan
-from sklearn_resbuilder import training as training_mod
 from sklearn_resbuilder.timeplan import TimePlan
 
 
@@ -659,7 +658,7 @@ def test_refit_smooths_labels_and_the_search_trainings_do_not(small_data):
     """With label smoothing eps over K classes the training loss cannot fall
     below the entropy of the smoothed target (0.50 at eps = 0.1, K = 10); a
     search training (plain CE, what early stopping reads) can."""
-    eps, k = training_mod.REFIT_LABEL_SMOOTHING, 10
+    eps, k = defaults.REFIT_LABEL_SMOOTHING, 10
     assert eps == 0.1
     p, q = 1 - eps + eps / k, eps / k
     floor = -(p * math.log(p) + (k - 1) * q * math.log(q))
