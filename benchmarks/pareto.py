@@ -4,7 +4,7 @@ For each data set and each FLOP budget B (spaced by about x3 over two decades
 or more), in one run, with the same wall-clock T(B) per row:
 
 - ``ResBuilder``: ``ResBuilderClassifier(flop_budget=B, max_time=T)`` with the
-  search settings of ``search_value.py`` (``RB_DEFAULTS``) and shifts;
+  package's defaults (``--rb-params`` on top);
 - ``2-conv CNN (scaled)``: the PyTorch MNIST example's conv32-pool-conv64-pool-
   dense128 with every width times the largest factor whose FLOPs fit B
   (widths from 32 up rounded down to multiples of 8, as ResBuilder rounds);
@@ -313,7 +313,8 @@ def main(argv=None):
         times = {b: 4.0 if args.smoke else row_time(name, b, args.time_scale, args.min_time)
                  for b in budgets}
         X, y, Xt, yt = sv.load(name, args.smoke)
-        rb = sv.RB_DEFAULTS["smoke" if args.smoke else name]
+        # The package's defaults (tiny settings for the seconds-long smoke run).
+        rb = sv.RB_DEFAULTS["smoke"] if args.smoke else None
         rows = []
         for seed in seeds:
             data = sv.TorchData(X, y, Xt, yt, seed, device)

@@ -203,10 +203,15 @@ def arch_row(method, arch, data, seconds, seed, on_all=False):
 
 # ------------------------------------------------------------------------ rows
 def row_resbuilder(ctx):
-    n_ins, n_morph, epochs = ctx["rb"]
-    clf = ResBuilderClassifier(flop_budget=ctx["budget"], max_time=ctx["T"], augment="shift",
-                               random_state=ctx["seed"], n_insertions=n_ins,
-                               n_morph_steps=n_morph, max_epochs=epochs, device=ctx["device"])
+    """ResBuilder with ``max_time=T``: the search settings ``ctx["rb"]``
+    (n_insertions, n_morph_steps, max_epochs) and shifts, or with ``rb``
+    None the package's defaults; then ``ctx["rb_params"]`` on top."""
+    clf = ResBuilderClassifier(flop_budget=ctx["budget"], max_time=ctx["T"],
+                               random_state=ctx["seed"], device=ctx["device"])
+    if ctx["rb"] is not None:
+        n_ins, n_morph, epochs = ctx["rb"]
+        clf.set_params(augment="shift", n_insertions=n_ins, n_morph_steps=n_morph,
+                       max_epochs=epochs)
     for key, value in ctx["rb_params"].items():
         try:  # a parameter the estimator does not (yet) have must not stop the run
             clf.set_params(**{key: value})
@@ -225,8 +230,10 @@ def row_resbuilder(ctx):
                  flops=arch.flops(), fit_s=fit_s, arch=arch.to_dict(),
                  search_s=clf.search_time_, refit_epochs=refit.get("epochs"),
                  n_collapsed=len(collapsed), collapsed_s=sum(r["seconds"] for r in collapsed),
+                 max_epochs=clf.max_epochs_, stopped=clf.stopped_, n_skipped=len(clf.skipped_),
                  notes=f"{arch.summary()}; {len(clf.history_)} archs; "
-                       f"{n_ins} ins / {n_morph} morph / {epochs} ep" + refit_note)]
+                       f"{clf.n_insertions} ins / {clf.n_morph_steps} morph / "
+                       f"{clf.max_epochs_} ep" + refit_note)]
 
 
 #: Scaled rows round widths as ResBuilder's MorphNet step does by default:

@@ -119,8 +119,12 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         Adam learning rate.
     batch_size : int, default=128
         Training batch size (>= 2: BatchNorm needs two samples).
-    max_epochs : int, default=20
-        Epochs per training (early stopping on validation loss may stop sooner).
+    max_epochs : int or "auto", default="auto"
+        Epochs per search training at most (early stopping on validation loss
+        may stop sooner). "auto": 20 (the paper's), or with ``max_time`` as
+        many as let every planned training of a budget-sized network fit the
+        search's half of the time, at most 20 but at least 250 optimizer steps
+        (``max_epochs_``).
     augment : bool or {"auto", "shift", "flip"}, default="auto"
         Training augmentation. "auto": 10 % random shifts, plus horizontal
         flips only if the data is mirror-invariant (decided after the start
@@ -273,6 +277,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         "seconds_left"}``. A skipped insertion moves on to its cycle's
         MorphNet step if that one still fits, else it ends the search; a
         skipped MorphNet step ends the search. The refit gets the time.
+    max_epochs_ : int
+        Epochs per search training at most: ``max_epochs``, or what "auto"
+        resolved to.
         Empty without ``max_time``.
 
     Examples
@@ -298,7 +305,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         "lr": [Interval(Real, 0, None, closed="neither")],
         # BatchNorm needs two samples per batch in training.
         "batch_size": [Interval(Integral, 2, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "augment": ["boolean", StrOptions({"auto", "shift", "flip"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "refit": ["boolean"],
@@ -322,7 +329,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
                  morph_strength=D.MORPH_STRENGTH, lasso_strength=D.LASSO_STRENGTH,
                  lasso_threshold=D.LASSO_THRESHOLD, gamma_threshold=D.GAMMA_THRESHOLD,
                  weight_decay=D.WEIGHT_DECAY, lr=D.LR, batch_size=D.BATCH_SIZE,
-                 max_epochs=D.MAX_EPOCHS, augment="auto",
+                 max_epochs="auto", augment="auto",
                  validation_fraction=D.VALIDATION_FRACTION, refit=True, retrain_fresh=False,
                  width_multiple=D.WIDTH_MULTIPLE, image_shape=None, device="auto",
                  n_jobs=None, max_time=None, plan=None, checkpoint_dir=None,
@@ -487,6 +494,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         self.search_time_ = result.search_time
         self.stopped_ = result.stopped
         self.skipped_ = result.skipped
+        self.max_epochs_ = result.max_epochs
 
     def _time_plan(self, device, precision):
         """The fit's :class:`~sklearn_resbuilder.timeplan.TimePlan` (None without

@@ -60,7 +60,8 @@ REQUIRED = ("classes_", "input_shape_", "n_features_in_", "input_mean_", "input_
             "best_step_", "best_variant_", "best_score_", "history_", "search_time_",
             "stopped_", "_image_shape_")
 #: Fitted attributes stored when the estimator has them.
-OPTIONAL = ("_fit_dtype_", "feature_names_in_", "n_threads_", "refit_", "skipped_", "plan_")
+OPTIONAL = ("_fit_dtype_", "feature_names_in_", "n_threads_", "refit_", "skipped_", "plan_",
+            "max_epochs_")
 
 
 # ---------------------------------------------------------------------- save

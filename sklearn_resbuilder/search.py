@@ -82,6 +82,8 @@ class SearchResult:
     #: training exceeded what ``max_time`` had left): ``{"operation", "step",
     #: "estimated_seconds", "seconds_left"}`` each, in the plan's modelled seconds.
     skipped: list = field(default_factory=list)
+    #: Epochs per search training at most (``max_epochs``, "auto" resolved).
+    max_epochs: int | None = None
 
 
 class Search:
@@ -129,6 +131,7 @@ class Search:
         if state is not None:
             self._restore(state)
         else:
+            self.train_config = replace(self.train_config, max_epochs=self._max_epochs())
             self.current = ResBuilderNet(self.starts[0], generator=self._torch_gen()).to(
                 config.train.device)
 
@@ -140,6 +143,18 @@ class Search:
     # ---------------------------------------------------------------- helpers
     def _torch_gen(self) -> torch.Generator:
         return torch.Generator().manual_seed(int(self.rng.integers(2**31 - 1)))
+
+    def _max_epochs(self) -> int:
+        """``max_epochs`` of the search's trainings; "auto" sized by the time plan
+        (:meth:`SearchTimeBudget.search_epochs`; ``MAX_EPOCHS`` without one)."""
+        epochs = self.train_config.max_epochs
+        if epochs != "auto":
+            return int(epochs)
+        n_architectures = len(self.starts) + self.config.n_morph_steps * (
+            self.config.n_insertions + 1)
+        return self.budget.search_epochs(self.starts[0], n_architectures,
+                                         self.train_config.batch_size,
+                                         defaults.AUTO_MIN_STEPS, defaults.MAX_EPOCHS)
 
     def _time_step(self, arch: Architecture, batch_size: int) -> float:
         """The time plan's timer: one training step of ``arch`` as trained here."""
@@ -190,6 +205,13 @@ class Search:
             record["reused_from"] = earlier["step"]
             record["scores"] = copy.deepcopy(earlier["scores"])
             record["candidates"] = []  # the earlier record's networks are the candidates
+            if min(alive_widths(net, self.train_config.gamma_threshold)[0]) == 0:
+                # A MorphNet step's network whose stream was alive only in the
+                # blocks it removed (their middles dead, the stem's channels
+                # shrunk away): untrained, it cannot be gone on from.
+                record["collapsed"] = "all channels of a stream died (|gamma| <= gamma_threshold)"
+                self._append(record)
+                return False
             self.current = net
             self._append(record)
             return True
@@ -445,9 +467,10 @@ class Search:
         best = self.pool.best
         if best is None:
             return SearchResult(None, None, None, None, None, self.history, seconds,
-                                self.stopped, self.skipped)
+                                self.stopped, self.skipped, self.train_config.max_epochs)
         return SearchResult(best.module.architecture, best.module, best.step, best.variant,
-                            best.accuracy, self.history, seconds, self.stopped, self.skipped)
+                            best.accuracy, self.history, seconds, self.stopped, self.skipped,
+                            self.train_config.max_epochs)
 
     # ------------------------------------------------------------ checkpoints
     def save(self) -> None:
@@ -461,6 +484,7 @@ class Search:
             "elapsed": self.elapsed_before + time.monotonic() - self.t0,
             "current": self.current.architecture.to_dict(),
             "batch_size": self.train_config.batch_size,
+            "max_epochs": self.train_config.max_epochs,
             "augment": self.train_config.augment,
             "skipped": self.skipped,
         }
@@ -504,6 +528,9 @@ class Search:
         # An OOM-halved batch size stays halved.
         self.train_config = replace(self.train_config, batch_size=int(state["batch_size"]),
                                     augment=state.get("augment", self.train_config.augment))
+        # The epochs the search began with (checkpoints before "auto": the config's).
+        self.train_config = replace(self.train_config, max_epochs=int(
+            state["max_epochs"] if "max_epochs" in state else self._max_epochs()))
         self.current = _load_net(state["current"], state["tensors"]["current"], device)
         # Checkpoints before the candidate pool held only the chosen network.
         kept = state.get("pool")

@@ -8,6 +8,8 @@ Without ``max_time`` (no plan) every training can finish.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .architecture import Architecture
@@ -82,6 +84,29 @@ class SearchTimeBudget:
             return None
         per_epoch = self.plan.epoch_seconds(arch, self.n_train, self.n_valid, batch_size)
         return n_trainings * float(np.median(epochs)) * per_epoch
+
+    def search_epochs(self, start: Architecture, n_architectures: int, batch_size: int,
+                      min_steps: int, highest: int) -> int:
+        """Epochs per search training that let the whole plan fit its time.
+
+        ``n_architectures`` trainings of two variants each (With Reg and No
+        Reg WI) of ``start`` scaled to the budget (the size a MorphNet step
+        gives) within the plan's search seconds, at most ``highest``, but at
+        least the epochs that make ``min_steps`` optimizer steps (a training
+        shorter than that says little, whatever the time); ``highest``
+        without a plan. Read off the plan's timed step, so a replayed plan
+        gives the same number.
+        """
+        if self.plan is None:
+            return int(highest)
+        lowest = max(1, math.ceil(min_steps / math.ceil(self.n_train / batch_size)))
+        try:
+            per_epoch = self.plan.epoch_seconds(self.at_budget(start), self.n_train,
+                                                self.n_valid, batch_size)
+        except ValueError:  # a recorded plan without that shape: the start's own
+            per_epoch = self.plan.epoch_seconds(start, self.n_train, self.n_valid, batch_size)
+        fits = self.plan.search_seconds / max(2 * n_architectures * per_epoch, 1e-12)
+        return int(max(min(math.floor(fits), highest), lowest))
 
     def at_budget(self, arch: Architecture) -> Architecture:
         """``arch`` scaled to the budget: a stand-in for a MorphNet step's

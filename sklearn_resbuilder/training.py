@@ -51,7 +51,9 @@ class TrainConfig:
     weight_decay: float = defaults.WEIGHT_DECAY
     lr: float = defaults.LR
     batch_size: int = defaults.BATCH_SIZE
-    max_epochs: int = defaults.MAX_EPOCHS
+    #: Epochs per training at most. The search also takes "auto" (the
+    #: estimator's default): sized by ``max_time``'s plan (``Search._max_epochs``).
+    max_epochs: int | str = defaults.MAX_EPOCHS
     patience: int = defaults.PATIENCE
     #: Floor on the refit's optimizer steps (``defaults.REFIT_MIN_STEPS``).
     min_steps: int = defaults.REFIT_MIN_STEPS

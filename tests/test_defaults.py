@@ -23,10 +23,13 @@ def test_the_estimator_and_the_configs_share_their_defaults():
     assert {"flop_budget", "n_insertions", "lasso_threshold", "gamma_threshold", "lr",
             "batch_size", "max_epochs", "width_multiple"} <= names
     for f in shared:
-        if f.name in ("augment", "device", "mixed_precision", "max_time"):
+        if f.name in ("augment", "device", "mixed_precision", "max_time", "max_epochs"):
             continue  # resolved in fit ("auto"), or reaching the search as a plan
         assert SIGNATURE[f.name].default == f.default, f.name
     assert SIGNATURE["gamma_threshold"].default == defaults.GAMMA_THRESHOLD
+    # "auto" resolves to MAX_EPOCHS without max_time (the search's own default).
+    assert SIGNATURE["max_epochs"].default == "auto"
+    assert TrainConfig().max_epochs == defaults.MAX_EPOCHS
 
 
 def test_every_setting_reaches_its_config():

@@ -649,3 +649,14 @@ def test_a_fixed_seed_follows_the_recorded_search_path():
     assert [r["operation"] for r in history] == [r["operation"] for r in recorded["history"]]
     assert {"insert", "remove", "morph"} <= {r["operation"] for r in history}
     assert history == _approx_floats(recorded["history"])
+
+
+def test_max_epochs_auto_is_the_papers_20_without_max_time_and_checked():
+    X, y = _X()
+    clf = ResBuilderClassifier(**{**TINY, "max_epochs": "auto"}).fit(X, y)
+    assert clf.max_epochs_ == 20
+    assert clf.history_[0]["scores"]["with_reg"]["epochs"] <= 20
+    assert ResBuilderClassifier(**TINY).fit(X, y).max_epochs_ == TINY["max_epochs"]
+    for bad in ("fast", 0, 2.5):
+        with pytest.raises(ValueError, match="max_epochs"):
+            ResBuilderClassifier(**{**TINY, "max_epochs": bad}).fit(X, y)

@@ -25,7 +25,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from sklearn_resbuilder import search as search_mod
-from sklearn_resbuilder import timeplan
+from sklearn_resbuilder import defaults, timeplan
 from sklearn_resbuilder.architecture import Architecture
 from sklearn_resbuilder.search import (
     SearchCallback,
@@ -36,6 +36,7 @@ from sklearn_resbuilder.search import (
     run_search,
 )
 from sklearn_resbuilder.training import TrainConfig, TrainResult, VARIANTS
+from sklearn_resbuilder.regularizers import alive_widths
 from sklearn_resbuilder.training_data import TrainingData
 
 NO_REG = ("no_reg_wi", "no_reg_ri")
@@ -69,11 +70,13 @@ class FakeTrainer:
         self.calls = []  # architecture trained at each call
         self.variants = []  # variants asked for at each call
         self.spent = []  # the time plan's modelled seconds after each call (with one)
+        self.max_epochs = []  # config.max_epochs of each call
 
     def __call__(self, module, data, config, *, seed=0, variants=VARIANTS, plan=None):
         i = len(self.calls)
         arch = module.architecture
         self.calls.append(arch)
+        self.max_epochs.append(config.max_epochs)
         wr = copy.deepcopy(module)
         if self.mutate is not None:
             with torch.no_grad():
@@ -1026,3 +1029,62 @@ def test_a_recovered_no_reg_training_of_a_collapsed_record_stays_a_candidate(fak
     # a plain history list gets the same star
     from sklearn_resbuilder.plotting import _best_of
     assert _best_of(h, [r["within_budget"] for r in h]) == (res.best_step, res.best_variant)
+
+
+def test_auto_epochs_fit_the_plan_and_survive_a_resume(fake, clock, digits, tmp_path,
+                                                        monkeypatch):
+    # "auto": every planned training (4 architectures x 2 variants) of the
+    # start scaled to the budget fits the search's time; the checkpoint keeps
+    # the number, so a resumed fit with another max_time trains alike.
+    from sklearn_resbuilder.checkpoint import SearchCheckpoint
+    from sklearn_resbuilder.flops import largest_omega
+
+    steps = defaults.AUTO_MIN_STEPS
+    monkeypatch.setattr(defaults, "AUTO_MIN_STEPS", 1)  # the time decides (the floor: below)
+
+    fake.seconds = lambda arch: arch.flops() * 1e-5
+    auto = TrainConfig(max_epochs="auto", augment=False)
+    at_budget = largest_omega(MINIMAL, 2e5)[1]
+    T = 7.5 * 8 * fake.seconds(at_budget)
+    ckpt = SearchCheckpoint(tmp_path, {"data": "d", "params": {}})
+    res = run_search(MINIMAL, digits, config(max_time=T, train=auto), seed=0, checkpoint=ckpt)
+    assert res.max_epochs == 7
+    assert set(fake.max_epochs) == {7}
+    state = ckpt.load()
+    assert state["max_epochs"] == 7
+    fake.max_epochs.clear()
+    again = run_search(MINIMAL, digits, config(max_time=1e9, train=auto), seed=0,
+                       checkpoint=ckpt, resume=state)
+    assert again.max_epochs == 7 and set(fake.max_epochs) <= {7}
+    # At least AUTO_MIN_STEPS optimizer steps however short the time; without
+    # max_time the paper's 20.
+    monkeypatch.setattr(defaults, "AUTO_MIN_STEPS", steps)
+    per_epoch = math.ceil(len(digits.y_train) / auto.batch_size)
+    assert run_search(MINIMAL, digits, config(max_time=1e-3, train=auto),
+                      seed=0).max_epochs == math.ceil(steps / per_epoch) > 20
+    assert run_search(MINIMAL, digits, config(train=auto), seed=0).max_epochs == 20
+
+
+def test_a_morph_step_that_removes_the_blocks_carrying_a_stream_never_becomes_current(fake,
+                                                                                   digits):
+    # The stream is alive only through a block whose middle is dead (the
+    # stem's channels shrunk away): the MorphNet step removes that block, so
+    # its network's stream is dead. Trained, that is a collapse; revisited
+    # (the same step again), it must not become the network the search goes
+    # on from, or the next step has no width to keep.
+    s = Search(MINIMAL.insert_block(0, 0), digits, config(flop_budget=1e5), seed=0,
+               callbacks=())
+    with torch.no_grad():
+        s.current.stem.bn.weight.zero_()
+        (_, blk), = s.current.blocks()
+        blk.bn1.weight.zero_()
+        blk.bn2.weight.fill_(1.0)
+    carrier = s.current
+    for _ in range(3):
+        s.morph()
+        assert s.current is carrier
+        assert min(alive_widths(s.current, s.train_config.gamma_threshold)[0]) > 0
+    trained, *revisits = s.history
+    assert trained["collapsed"] and trained["reused_from"] is None
+    assert revisits and all(r["collapsed"] and r["reused_from"] == trained["step"]
+                            for r in revisits)

@@ -81,3 +81,24 @@ def test_cut_short_names_records_the_time_ended():
     assert SearchTimeBudget.cut_short(_record(MINIMAL, 1, stopped="hard stop"), ("with_reg",))
     revisit = _record(MINIMAL, 0, stopped="max_time", reused_from=0)
     assert not SearchTimeBudget.cut_short(revisit, ("with_reg", "no_reg_wi"))
+
+
+def test_search_epochs_fit_every_planned_training_of_a_budget_sized_net(monkeypatch):
+    monkeypatch.setattr(timeplan, "TIMING_STEPS", 0)
+    budget = _budget(100.0, [], flop_budget=MINIMAL.flops())  # the start fills the budget
+    per_epoch = _epoch(MINIMAL)
+    # 5 architectures x 2 variants: 100 s hold floor(100 / (10 * per_epoch)) epochs each.
+    fits = int(100.0 // (10 * per_epoch))
+    assert 4 < fits < 500
+    assert budget.search_epochs(MINIMAL, 5, BATCH, 1, 1000) == fits
+    assert budget.search_epochs(MINIMAL, 5, BATCH, 1, 4) == 4  # at most `highest`
+    # At least the epochs of `min_steps` optimizer steps (2 a epoch here), even above `highest`.
+    assert budget.search_epochs(MINIMAL, 5000, BATCH, 6, 20) == 3
+    assert budget.search_epochs(MINIMAL, 5000, BATCH, 100, 20) == 50
+    # Sized by the network at the budget, not the (cheaper) start: 4x the FLOPs, 1/4 the epochs.
+    wide = _budget(100.0, [], flop_budget=4 * MINIMAL.flops())
+    big = wide.at_budget(MINIMAL)
+    assert big.flops() > 2 * MINIMAL.flops()
+    assert wide.search_epochs(MINIMAL, 5, BATCH, 1, 1000) == int(100.0 // (10 * _epoch(big)))
+    assert SearchTimeBudget(None, [], N_TRAIN, N_VALID, 1e6, 1).search_epochs(
+        MINIMAL, 5, BATCH, 4, 20) == 20  # no max_time: the most
