@@ -88,7 +88,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     flop_budget : float, default=1e8
         zeta: FLOPs per image the final network may use (conv + dense,
         ``2 kh kw H W c_in c_out`` per conv).
-    start : {"minimal", "pyramid", "resnet18"}, Architecture or list of them, default="minimal"
+    start : {"auto", "minimal", "pyramid", "resnet18"}, Architecture or list of them, default="auto"
         Start network: the paper's minimal net (RB-0Net), ResNet18 (RB-R18) or
         any spec with this data's input shape and classes. "minimal" is sized
         to the images: 1-D networks (1x3 kernels, poolings sized to the
@@ -100,7 +100,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         it before it trains; an Architecture trains as given. A list or tuple
         (e.g. ``("minimal", "pyramid")``): each start is trained, and the
         search goes on from the one with the best validation accuracy; all
-        within the budget can be chosen.
+        within the budget can be chosen. "auto": "minimal", unless scaled to
+        ``flop_budget`` it would be narrower than 8 channels; then "pyramid"
+        (its later stages keep the width a flatten head needs).
     n_insertions : int, default=4
         n_Lambda: block insertions before each MorphNet step.
     n_morph_steps : int, default=7
@@ -294,7 +296,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "flop_budget": [Interval(Real, 0, None, closed="neither")],
-        "start": [StrOptions(set(_STARTS)), Architecture, list, tuple],
+        "start": [StrOptions(set(_STARTS) | {"auto"}), Architecture, list, tuple],
         "n_insertions": [Interval(Integral, 0, None, closed="left")],
         "n_morph_steps": [Interval(Integral, 0, None, closed="left")],
         "morph_strength": [Interval(Real, 0, None, closed="left")],
@@ -324,7 +326,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, flop_budget=D.FLOP_BUDGET, start="minimal",
+    def __init__(self, flop_budget=D.FLOP_BUDGET, start="auto",
                  n_insertions=D.N_INSERTIONS, n_morph_steps=D.N_MORPH_STEPS,
                  morph_strength=D.MORPH_STRENGTH, lasso_strength=D.LASSO_STRENGTH,
                  lasso_threshold=D.LASSO_THRESHOLD, gamma_threshold=D.GAMMA_THRESHOLD,
@@ -418,7 +420,8 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         y = column_or_1d(np.asarray(y) if not hasattr(y, "iloc") else y, warn=True)
         classes, y_enc = check_labels(y, len(images))
         device = resolve_device(self.device)
-        names = self._start_list()
+        names = [self._auto_start(input_shape, len(classes)) if name == "auto" else name
+                 for name in self._start_list()]
         starts = []
         for name in names:
             arch = self._start_architecture(name, input_shape, len(classes))
@@ -562,6 +565,10 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(self.start, (str, Architecture)):
             return [self.start]
         starts = list(self.start)
+        if "auto" in starts:
+            raise ValueError(f"start='auto' picks one start and cannot be listed; list the "
+                             f"starts to train each, e.g. ('minimal', 'pyramid'); got "
+                             f"{self.start!r}")
         bad = [s for s in starts if not (isinstance(s, Architecture) or s in _STARTS)]
         if not starts or bad:
             raise ValueError(f"start must be one of {sorted(_STARTS)}, an Architecture, or a "
@@ -569,6 +576,21 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         if len(set(starts)) < len(starts):
             raise ValueError(f"start lists a start twice: {self.start!r}")
         return starts
+
+    def _auto_start(self, input_shape, n_classes) -> str:
+        """``start="auto"``: "minimal", or "pyramid" where the minimal net scaled
+        to the budget is narrower than ``MIN_MORPH_WIDTH`` (docs/algorithm.md,
+        deviation 29)."""
+        try:
+            minimal = self._start_within_budget(
+                "minimal", Architecture.minimal(input_shape, n_classes))
+            pyramid = self._start_within_budget(
+                "pyramid", Architecture.pyramid(input_shape, n_classes))
+        except ValueError:  # nothing fits: the minimal net's error says why
+            return "minimal"
+        if max(minimal.group_widths()) >= D.MIN_MORPH_WIDTH or pyramid.flops() > self.flop_budget:
+            return "minimal"
+        return "pyramid"
 
     @staticmethod
     def _start_architecture(start, input_shape, n_classes) -> Architecture:

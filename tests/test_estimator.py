@@ -660,3 +660,26 @@ def test_max_epochs_auto_is_the_papers_20_without_max_time_and_checked():
     for bad in ("fast", 0, 2.5):
         with pytest.raises(ValueError, match="max_epochs"):
             ResBuilderClassifier(**{**TINY, "max_epochs": bad}).fit(X, y)
+
+
+def test_start_auto_is_the_minimal_net_unless_the_budget_makes_it_too_narrow():
+    from sklearn_resbuilder.architecture import Architecture
+    from sklearn_resbuilder.defaults import MIN_MORPH_WIDTH
+    from sklearn_resbuilder.flops import largest_omega
+
+    X, y = _X()
+    shape = (1, 8, 8)
+    minimal = Architecture.minimal(shape, 10)
+    wide_enough = 2e5  # the 16-wide minimal net fits as it is
+    # A budget at which the minimal net, scaled down to it, is narrower than 8.
+    narrow = next(b for b in (6e3, 5e3, 4e3, 3e3)
+                  if max(largest_omega(minimal, b, multiple=8)[1].group_widths()) < MIN_MORPH_WIDTH)
+    kw = {**TINY, "max_epochs": 1, "start": "auto"}
+    first = ResBuilderClassifier(**{**kw, "flop_budget": wide_enough}).fit(X, y).history_[0]
+    assert Architecture.from_dict(first["architecture"]) == minimal
+    first = ResBuilderClassifier(**{**kw, "flop_budget": narrow}).fit(X, y).history_[0]
+    arch = Architecture.from_dict(first["architecture"])
+    assert [s.transition for s in arch.stages] == [False, True, True]  # the pyramid
+    assert arch.flops() <= narrow and arch.stages[-1].width >= MIN_MORPH_WIDTH
+    with pytest.raises(ValueError, match="auto"):
+        ResBuilderClassifier(**{**kw, "start": ["auto", "minimal"]}).fit(X, y)
