@@ -42,6 +42,11 @@ AUTO_MIN_STEPS = 250
 #: Share of the training images held out to choose the architecture
 #: (docs/architecture.md §5.5).
 VALIDATION_FRACTION = 0.1
+#: A With Reg training of a network within the budget keeps alive channels
+#: that cost at least this share of its FLOPs: MorphNet's pressure pauses
+#: there instead of killing a whole stream (a collapse; docs/algorithm.md,
+#: deviation 30). Over the budget the floor is the budget (deviation 23).
+MORPH_FLOOR_SHARE = 0.25
 #: A MorphNet step whose widest stream would be narrower than this drops the
 #: weakest blocks until it is not (or none is left): a deep net of 4-5
 #: channels refits worst (docs/algorithm.md, deviation 26); 1 turns it off.

@@ -220,8 +220,11 @@ class Search:
         # An over-budget network's With Reg training shrinks it to the budget,
         # not past it: unchecked, the pressure grows with width and kills a
         # whole stream (a collapse, a training thrown away; deviation 23).
+        # One within the budget keeps a share of its FLOPs (deviation 30).
         over = arch.flops() > self.config.flop_budget
-        config = replace(self.train_config, flop_floor=self.config.flop_budget if over else 0.0)
+        floor = (self.config.flop_budget if over
+                 else defaults.MORPH_FLOOR_SHARE * arch.flops())
+        config = replace(self.train_config, flop_floor=floor)
         results = train_variants(net, self.data, config, seed=seed,
                                  variants=self._variants(arch), plan=self.time_plan)
         smallest = min((r.record.get("batch_size", self.train_config.batch_size)

@@ -1088,3 +1088,24 @@ def test_a_morph_step_that_removes_the_blocks_carrying_a_stream_never_becomes_cu
     assert trained["collapsed"] and trained["reused_from"] is None
     assert revisits and all(r["collapsed"] and r["reused_from"] == trained["step"]
                             for r in revisits)
+
+
+def test_a_within_budget_net_keeps_its_floor_share_instead_of_collapsing(digits, monkeypatch):
+    # MorphNet at 1e4 x its default kills the 16-wide start's stream within
+    # its first epochs (a collapse); with the floor, the training stops
+    # shrinking at MORPH_FLOOR_SHARE of the network's FLOPs and stays alive.
+    from sklearn_resbuilder.regularizers import morphnet_penalty
+
+    train = TrainConfig(max_epochs=6, augment=False, morph_strength=1e-3)
+    cfg = config(flop_budget=1e6, n_insertions=0, n_morph_steps=0, train=train)
+    ends = {}
+    for share in (0.0, defaults.MORPH_FLOOR_SHARE):
+        monkeypatch.setattr(defaults, "MORPH_FLOOR_SHARE", share)
+        s = Search(MINIMAL, digits, cfg, seed=0, callbacks=())
+        s.run()
+        ends[share] = s.history[0]["collapsed"], s.current
+    assert ends[0.0][0] and "stream" in ends[0.0][0]
+    collapsed, net = ends[defaults.MORPH_FLOOR_SHARE]
+    assert collapsed is None
+    alive_cost = morphnet_penalty(net, train.gamma_threshold)[1]
+    assert defaults.MORPH_FLOOR_SHARE * MINIMAL.flops() <= alive_cost < MINIMAL.flops()
