@@ -150,9 +150,8 @@ class Search:
         epochs = self.train_config.max_epochs
         if epochs != "auto":
             return int(epochs)
-        n_architectures = len(self.starts) + self.config.n_morph_steps * (
-            self.config.n_insertions + 1)
-        return self.budget.search_epochs(self.starts[0], n_architectures,
+        return self.budget.search_epochs(self.starts[0],
+                                         planned_architectures(self.config, len(self.starts)),
                                          self.train_config.batch_size,
                                          defaults.AUTO_MIN_STEPS, defaults.MAX_EPOCHS)
 
@@ -659,6 +658,12 @@ def operations(config: SearchConfig, n_starts: int = 1) -> list[str]:
                                    + ["morph"]) * config.n_morph_steps
 
 
+def planned_architectures(config: SearchConfig, n_starts: int = 1) -> int:
+    """Architectures the plan trains: the starts, then n_M x (n_Lambda insertions
+    + one MorphNet step); greedy out trains only when a block dies (not counted)."""
+    return n_starts + config.n_morph_steps * (config.n_insertions + 1)
+
+
 def _as_starts(start) -> list[Architecture]:
     """``start`` as a non-empty list of architectures of one input and class count."""
     starts = [start] if isinstance(start, Architecture) else list(start)
@@ -717,8 +722,7 @@ def run_search(start: Architecture, data: TrainingData, config: SearchConfig | N
     """
     config = config or SearchConfig()
     s = Search(start, data, config, seed, callbacks, checkpoint, resume, time_plan)
-    # Greedy out trains only when a block dies: not counted in the plan's total.
-    total = len(s.starts) + config.n_morph_steps * (config.n_insertions + 1)
+    total = planned_architectures(config, len(s.starts))
     for cb in s.callbacks:
         cb.on_search_begin(total)
         if resume is not None:
