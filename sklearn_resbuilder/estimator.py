@@ -25,6 +25,7 @@ from .flops import largest_omega
 from .progress import TqdmProgress
 from .search import SearchConfig, run_search
 from .threads import resolve_threads, torch_threads
+from .timebudget import CUT
 from .timeplan import HARD_STOP_FACTOR, TimePlan, check_plan
 from .inference import inference_copy, predict_logits, prepare_batch
 from .training import TrainConfig, refit, refit_epochs
@@ -245,8 +246,9 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         How ``module_`` was refit (``epochs``, ``planned_epochs``,
         ``n_images``, ``schedule``, ``lr``, ``label_smoothing``,
         ``train_loss``, ``seconds``, ``stopped``, ``used``); None with ``refit=False``. ``used`` is False
-        when ``max_time`` cut the refit short: ``module_`` is then the
-        search's network. Also stored as ``history_[best_step_]["refit"]``.
+        when ``max_time`` cut the refit before 90 % of its epochs
+        (``defaults.REFIT_USE_SHARE``): ``module_`` is then the search's
+        network. Also stored as ``history_[best_step_]["refit"]``.
     history_ : list of dict
         One JSON-serialisable record per visited architecture; its keys are
         documented by :class:`~sklearn_resbuilder.records.SearchRecord`.
@@ -536,7 +538,16 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
                     seed=seed + 3,  # not a seed any search training used
                     slot=slot)
         record = dict(res.record)
-        record["used"] = res.record["stopped"] is None and res.record["epochs"] > 0
+        stopped, done = res.record["stopped"], res.record["epochs"]
+        # Cut by the clock near its end, the refit had all but annealed: still
+        # better than the search's network (deviation 31). Diverged: never.
+        nearly_done = stopped in CUT and done >= D.REFIT_USE_SHARE * epochs
+        record["used"] = done > 0 and (stopped is None or nearly_done)
+        if record["used"] and stopped is not None:
+            warnings.warn(
+                f"the refit stopped early ({stopped}, {done} of {epochs} epochs); its "
+                f"learning rate had nearly annealed, so module_ is the refit network. "
+                "Raise max_time.", UserWarning, stacklevel=3)
         if not record["used"]:
             warnings.warn(
                 f"the refit stopped early ({res.record['stopped']}, {res.record['epochs']} of "

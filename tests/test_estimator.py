@@ -683,3 +683,40 @@ def test_start_auto_is_the_minimal_net_unless_the_budget_makes_it_too_narrow():
     assert arch.flops() <= narrow and arch.stages[-1].width >= MIN_MORPH_WIDTH
     with pytest.raises(ValueError, match="auto"):
         ResBuilderClassifier(**{**kw, "start": ["auto", "minimal"]}).fit(X, y)
+
+
+@pytest.mark.parametrize("cut_share", [0.95, 0.3])
+def test_a_refit_the_clock_cut_is_used_only_near_its_end(small, monkeypatch, cut_share):
+    """The wall-clock safety net cuts the refit at 95 % of its epochs (its
+    learning rate all but annealed): module_ is the refit network, with a
+    warning. Cut at 30 %: the search's network, with a warning that says so."""
+    from sklearn_resbuilder.timeplan import TimePlan
+    Xtr, ytr, _, _ = small
+    real, seen = estimator_module.refit, {}
+
+    def spy(module, data, config, *, epochs, **kw):
+        seen["cut"] = max(1, int(cut_share * epochs))
+        seen["planned"] = epochs
+        res = real(module, data, config, epochs=epochs, **kw)
+        seen["module"] = res.module
+        return res
+
+    monkeypatch.setattr(estimator_module, "refit", spy)
+    # The clock is never past 1.5 x max_time here but in the refit, at "cut".
+    monkeypatch.setattr(TimePlan, "hard_stop",
+                        lambda self, training, epochs: epochs == seen.get("cut"))
+    clf = ResBuilderClassifier(**{**TINY, "refit": True, "max_time": 600.0})
+    with pytest.warns(UserWarning, match="refit stopped early"):
+        clf.fit(Xtr, ytr)
+    r = clf.refit_
+    assert r["stopped"] == "hard stop" and r["epochs"] == seen["cut"] < seen["planned"]
+    assert seen["planned"] >= 20  # so that 95 % is a real cut
+    if cut_share > 0.9:
+        assert r["used"]
+        assert all(torch.equal(a.cpu(), b.cpu()) for a, b in zip(
+            clf.module_.state_dict().values(), seen["module"].state_dict().values()))
+    else:
+        assert not r["used"]
+        assert clf.module_.state_dict().keys() == seen["module"].state_dict().keys()
+        assert not all(torch.equal(a.cpu(), b.cpu()) for a, b in zip(
+            clf.module_.state_dict().values(), seen["module"].state_dict().values()))
