@@ -126,7 +126,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         Epochs per search training at most (early stopping on validation loss
         may stop sooner). "auto": 20 (the paper's), or with ``max_time`` as
         many as let every planned training of a budget-sized network fit the
-        search's half of the time, at most 20 but at least 250 optimizer steps
+        search's share of the time (40 %), at most 20 but at least 250 optimizer steps
         (``max_epochs_``).
     augment : bool or {"auto", "shift", "flip"}, default="auto"
         Training augmentation. "auto": 10 % random shifts, plus horizontal
@@ -177,7 +177,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         seed, same model under max_time"). The best network found so far is
         kept, and no insertion or MorphNet step is started whose estimated
         training would not fit (``skipped_``). With ``refit``, the search
-        gets half of it and the refit the rest (time the search left over
+        gets 40 % of it and the refit the rest (time the search left over
         stretches the refit, up to 8x its planned epochs). A training still
         running at 1.5 x ``max_time`` on the wall clock stops with a
         warning. With ``checkpoint_dir``, the next ``fit`` goes on where
