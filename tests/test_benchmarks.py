@@ -105,9 +105,9 @@ def test_seed_spread_reads_the_numbers_the_demo_prints():
     readme = (BENCH.parent / "README.md").read_text()
     block = readme[readme.index("step   0 start"):]
     row = seed_spread.parse(block[:block.index("```")])
-    assert row["accuracy"] == 0.9917 and row["flops"] == 9_635_360
-    assert row["architectures"] == len(row["steps"]) == 9
-    assert (row["fit_s"], row["search_s"], row["refit_epochs"]) == (468, 213, 38)
+    assert row["accuracy"] == 0.9921 and row["flops"] == 9_185_540
+    assert row["architectures"] == len(row["steps"]) == 11
+    assert (row["fit_s"], row["search_s"], row["refit_epochs"]) == (359, 136, 64)
     assert not any(s.endswith("s)") for s in row["steps"])
     with pytest.raises(ValueError, match="no .accuracy. line"):
         seed_spread.parse("step   0 start\n")
