@@ -25,8 +25,7 @@ from .flops import largest_omega
 from .progress import TqdmProgress
 from .search import SearchConfig, run_search
 from .threads import resolve_threads, torch_threads
-from .timebudget import CUT
-from .timeplan import HARD_STOP_FACTOR, TimePlan, check_plan
+from .timeplan import CUT, HARD_STOP_FACTOR, TimePlan, check_plan
 from .inference import inference_copy, predict_logits, prepare_batch
 from .training import TrainConfig, refit, refit_epochs
 from .training_data import TrainingData
@@ -543,18 +542,12 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         # better than the search's network (deviation 31). Diverged: never.
         nearly_done = stopped in CUT and done >= D.REFIT_USE_SHARE * epochs
         record["used"] = done > 0 and (stopped is None or nearly_done)
-        if record["used"] and stopped is not None:
-            warnings.warn(
-                f"the refit stopped early ({stopped}, {done} of {epochs} epochs); its "
-                f"learning rate had nearly annealed, so module_ is the refit network. "
-                "Raise max_time.", UserWarning, stacklevel=3)
-        if not record["used"]:
-            warnings.warn(
-                f"the refit stopped early ({res.record['stopped']}, {res.record['epochs']} of "
-                f"{epochs} epochs): module_ is the search's network, not the refit one. "
-                "Raise max_time.", UserWarning, stacklevel=3)
-            return module, record
-        return res.module, record
+        if stopped is not None or not record["used"]:
+            which = ("its learning rate had nearly annealed, so module_ is the refit network"
+                     if record["used"] else "module_ is the search's network, not the refit one")
+            warnings.warn(f"the refit stopped early ({stopped}, {done} of {epochs} epochs): "
+                          f"{which}. Raise max_time.", UserWarning, stacklevel=3)
+        return (res.module if record["used"] else module), record
 
     # Parameters that may change between the fits of one resumable search.
     _RESUME_FREE = ("verbose", "max_time", "plan", "device", "n_jobs", "mixed_precision",

@@ -14,10 +14,7 @@ import numpy as np
 
 from .architecture import Architecture
 from .flops import largest_omega
-from .timeplan import TimePlan
-
-#: A training's ``stopped`` when the time ended it before it was done.
-CUT = ("max_time", "hard stop")
+from .timeplan import CUT, TimePlan
 
 
 class SearchTimeBudget:

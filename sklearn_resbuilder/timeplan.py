@@ -188,6 +188,11 @@ class TimePlan:
             self.used = set(state.get("used", []))
 
 
+#: A training's ``stopped`` when the time ended it before it was done
+#: (the reasons :meth:`Slot.stop_reason` gives).
+CUT = ("max_time", "hard stop")
+
+
 class Slot:
     """One training's share of a :class:`TimePlan`: at most ``limit`` epochs."""
 
