@@ -15,6 +15,12 @@ or more), in one run, with the same wall-clock T(B) per row:
 - ``SVC(rbf)`` / ``MLPClassifier(256)``: once per data set (their FLOPs as in
   ``search_value.py``), shown at their own FLOPs.
 
+Two opt-in diagnostic rows (``--only cnn_linear,conv_pyramid``) take the
+CNN apart: ``2-conv CNN, linear head`` drops its hidden dense layer, and
+``3x3-conv pyramid`` is the pyramid start with its 1x1 transitions made
+3x3 convs (a shape ResBuilder's search space does not hold). Both count as
+fixed rows in the verdicts when present.
+
 The fixed networks train by ``search_value.train_for`` (Adam, one-cycle to
 3e-3, random +-10 % shifts, standardised inputs, as many steps as T allows).
 The CNN and the pyramid choose nothing, so they train on all the training
@@ -33,7 +39,7 @@ cost (the search's step seconds of those records).
     OMP_NUM_THREADS=2 python benchmarks/pareto.py [--datasets digits,mnist]
         [--budgets-digits 1e4,3e4,1e5,3e5,1e6] [--budgets-mnist 1e5,3e5,1e6,3e6,1e7,3e7]
         [--seeds 0,1,2] [--time-scale 1] [--min-time 10] [--threads 2]
-        [--only resbuilder,cnn,uniform,pyramid,sklearn] [--rb-params '{}']
+        [--only resbuilder,cnn,uniform,pyramid,sklearn,cnn_linear,conv_pyramid] [--rb-params '{}']
         [--device auto] [--out benchmarks/results/pareto.json] [--smoke] [--label NAME]
     python benchmarks/pareto.py --tables FILE.json [FILE.json ...]
 
@@ -65,8 +71,11 @@ import search_value as sv  # noqa: E402
 from sklearn_resbuilder import Architecture  # noqa: E402
 from sklearn_resbuilder.flops import largest_omega, torch_flops  # noqa: E402
 
-ROWS = ("resbuilder", "cnn", "uniform", "pyramid", "sklearn")
-FIXED = ("2-conv CNN (scaled)", "uniform ResNet (scaled)", "pyramid (scaled)")
+ROWS = ("resbuilder", "cnn", "uniform", "pyramid", "sklearn", "cnn_linear", "conv_pyramid")
+#: What a run without ``--only`` measures; the other two rows are diagnostics.
+DEFAULT_ROWS = ROWS[:5]
+FIXED = ("2-conv CNN (scaled)", "uniform ResNet (scaled)", "pyramid (scaled)",
+         "2-conv CNN, linear head (scaled)", "3x3-conv pyramid (scaled)")
 BUDGETS = {"digits": "1e4,3e4,1e5,3e5,1e6", "mnist": "1e5,3e5,1e6,3e6,1e7,3e7"}
 #: (budget, seconds) of search_value.py's reference rows.
 T_REF = {"digits": (2e5, 60.0), "mnist": (1e7, 300.0)}
@@ -84,21 +93,46 @@ def _width(w):
     return 8 * int(w / 8) if w >= 32 else max(1, int(w))
 
 
-def scaled_cnn(shape, n_classes, factor):
-    """The 2-conv CNN of ``search_value.two_conv_cnn`` with widths x ``factor``."""
+def scaled_cnn(shape, n_classes, factor, hidden=True):
+    """The 2-conv CNN of ``search_value.two_conv_cnn`` with widths x ``factor``.
+
+    ``hidden=False`` drops its hidden dense layer (the head is one linear
+    layer on the flattened maps, as in ResBuilder's ``head="flatten"``).
+    """
     from torch import nn
     c, h, w = shape
     c1, c2, d = _width(32 * factor), _width(64 * factor), _width(128 * factor)
+    flat = c2 * (h // 4) * (w // 4)
+    head = ([nn.Linear(flat, d), nn.ReLU(), nn.Dropout(0.5), nn.Linear(d, n_classes)] if hidden
+            else [nn.Linear(flat, n_classes)])
     return nn.Sequential(
         nn.Conv2d(c, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Dropout(0.25), nn.Flatten(), nn.Linear(c2 * (h // 4) * (w // 4), d), nn.ReLU(),
-        nn.Dropout(0.5), nn.Linear(d, n_classes)), (c1, c2, d)
+        nn.Dropout(0.25), nn.Flatten(), *head), (c1, c2, d if hidden else 0)
 
 
-def widest_cnn(shape, n_classes, budget):
-    """The widest scaled CNN within ``budget`` (bisection on the factor), or None."""
-    flops = lambda f: torch_flops(scaled_cnn(shape, n_classes, f)[0], shape)  # noqa: E731
+def conv_pyramid(shape, n_classes, factor):
+    """ResBuilder's pyramid start (16-32-64 streams) with 3x3 convs where it has 1x1.
+
+    ``conv3x3-BN-ReLU`` at each stage, a 2x2 max-pool between stages, a linear
+    head on the flattened maps: the pyramid's layout with its 1x1 transitions
+    made 3x3, a shape the search space does not hold.
+    """
+    from torch import nn
+    c, h, w = shape
+    widths = [_width(16 * 2 ** i * factor) for i in range(3)]
+    layers, prev = [], c
+    for i, width in enumerate(widths):
+        layers += [nn.Conv2d(prev, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+        layers += [nn.MaxPool2d(2)] if i < 2 else []
+        prev = width
+    layers += [nn.Flatten(), nn.Linear(prev * (h // 4) * (w // 4), n_classes)]
+    return nn.Sequential(*layers), tuple(widths)
+
+
+def widest(build, shape, n_classes, budget):
+    """The largest width factor whose ``build(shape, n_classes, f)`` fits ``budget``, or None."""
+    flops = lambda f: torch_flops(build(shape, n_classes, f)[0], shape)  # noqa: E731
     lo, hi = 1 / 64, 64.0
     if flops(lo) > budget:
         return None
@@ -109,20 +143,39 @@ def widest_cnn(shape, n_classes, budget):
 
 
 # ------------------------------------------------------------------- rows
-def row_cnn(ctx):
+def widest_cnn(shape, n_classes, budget):
+    """The widest scaled CNN within ``budget``, or None."""
+    return widest(scaled_cnn, shape, n_classes, budget)
+
+
+def _row_torch(ctx, method, build, describe):
+    """Train the widest ``build`` within the budget on all training images for T."""
     data = ctx["data"]
-    factor = widest_cnn(data.shape, data.n_classes, ctx["budget"])
+    factor = widest(build, data.shape, data.n_classes, ctx["budget"])
     if factor is None:
-        return [dict(method=FIXED[0], skipped="does not fit")]
+        return [dict(method=method, skipped="does not fit")]
     torch.manual_seed(ctx["seed"])  # the weights
-    net, widths = scaled_cnn(data.shape, data.n_classes, factor)
+    net, widths = build(data.shape, data.n_classes, factor)
     flops = torch_flops(net, data.shape)
     t = time.perf_counter()
     steps = sv.train_for(net, data, ctx["T"], ctx["seed"], on_all=True)
     fit_s = time.perf_counter() - t
-    return [dict(method=FIXED[0], acc=sv.accuracy(net, *data.test), flops=flops, fit_s=fit_s,
-                 notes=f"conv{widths[0]}-conv{widths[1]}-dense{widths[2]}; "
-                       f"{steps * sv.BATCH / len(data.all[1]):.1f} epochs")]
+    return [dict(method=method, acc=sv.accuracy(net, *data.test), flops=flops, fit_s=fit_s,
+                 notes=f"{describe(widths)}; {steps * sv.BATCH / len(data.all[1]):.1f} epochs")]
+
+
+def row_cnn(ctx):
+    return _row_torch(ctx, FIXED[0], scaled_cnn,
+                      lambda w: f"conv{w[0]}-conv{w[1]}-dense{w[2]}")
+
+
+def row_cnn_linear(ctx):
+    return _row_torch(ctx, FIXED[3], lambda s, n, f: scaled_cnn(s, n, f, hidden=False),
+                      lambda w: f"conv{w[0]}-conv{w[1]}-linear")
+
+
+def row_conv_pyramid(ctx):
+    return _row_torch(ctx, FIXED[4], conv_pyramid, lambda w: "-".join(f"conv{x}" for x in w))
 
 
 def row_uniform(ctx):
@@ -281,7 +334,7 @@ def main(argv=None):
     p.add_argument("--time-scale", type=float, default=1.0, help="multiplies every T(B)")
     p.add_argument("--min-time", type=float, default=10.0, help="seconds per row at least")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--only", default=",".join(ROWS), help=f"comma list of {', '.join(ROWS)}")
+    p.add_argument("--only", default=",".join(DEFAULT_ROWS), help=f"comma list of {', '.join(ROWS)}")
     p.add_argument("--rb-params", default="{}", help="JSON of extra ResBuilderClassifier params")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default="benchmarks/results/pareto.json")

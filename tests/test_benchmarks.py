@@ -146,6 +146,33 @@ def test_pareto_benchmark_prints_the_front(tmp_path):
                for v in report["verdicts"].values())
 
 
+def test_pareto_diagnostic_rows_take_the_cnn_apart():
+    """The opt-in rows of pareto.py: the CNN without its hidden dense layer and
+    the pyramid with 3x3 convs are scaled to the budget and are the shapes
+    they are named for (not measured by default)."""
+    sys.path.insert(0, str(BENCH))
+    import pareto
+    from torch import nn
+
+    assert "cnn_linear" not in pareto.DEFAULT_ROWS and "conv_pyramid" in pareto.ROWS
+    shape, budget = (1, 28, 28), 3e5
+    for build in (lambda s, n, f: pareto.scaled_cnn(s, n, f, hidden=False),
+                  pareto.conv_pyramid):
+        factor = pareto.widest(build, shape, 10, budget)
+        net, _ = build(shape, 10, factor)
+        flops = pareto.torch_flops(net, shape)
+        assert 0.5 * budget < flops <= budget
+        assert pareto.torch_flops(build(shape, 10, factor * 1.1)[0], shape) > flops
+        convs = [m for m in net if isinstance(m, nn.Conv2d)]
+        linears = [m for m in net if isinstance(m, nn.Linear)]
+        assert len(linears) == 1 and linears[0].out_features == 10  # no hidden dense layer
+        assert all(c.kernel_size == (3, 3) for c in convs)
+    assert len([m for m in pareto.conv_pyramid(shape, 10, 1.0)[0]
+                if isinstance(m, nn.Conv2d)]) == 3
+    full = [m for m in pareto.scaled_cnn(shape, 10, 1.0)[0] if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in full] == [128, 10]
+
+
 def test_ranking_benchmark_refits_every_candidate_as_the_fit_did(tmp_path):
     """benchmarks/ranking.py refits each candidate of a search as the fit refit
     its choice: the chosen one's refit scores exactly what the fit scored."""
