@@ -143,11 +143,6 @@ def widest(build, shape, n_classes, budget):
 
 
 # ------------------------------------------------------------------- rows
-def widest_cnn(shape, n_classes, budget):
-    """The widest scaled CNN within ``budget``, or None."""
-    return widest(scaled_cnn, shape, n_classes, budget)
-
-
 def _row_torch(ctx, method, build, describe):
     """Train the widest ``build`` within the budget on all training images for T."""
     data = ctx["data"]
