@@ -120,13 +120,15 @@ def conv_pyramid(shape, n_classes, factor):
     """
     from torch import nn
     c, h, w = shape
-    widths = [_width(16 * 2 ** i * factor) for i in range(3)]
+    pyramid = Architecture.pyramid(shape, n_classes)  # the start's widths, not a copy of them
+    widths = [_width(stage.width * factor) for stage in pyramid.stages]
     layers, prev = [], c
     for i, width in enumerate(widths):
         layers += [nn.Conv2d(prev, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
-        layers += [nn.MaxPool2d(2)] if i < 2 else []
+        layers += [nn.MaxPool2d(2)] if i < len(widths) - 1 else []
         prev = width
-    layers += [nn.Flatten(), nn.Linear(prev * (h // 4) * (w // 4), n_classes)]
+    side = 2 ** (len(widths) - 1)
+    layers += [nn.Flatten(), nn.Linear(prev * (h // side) * (w // side), n_classes)]
     return nn.Sequential(*layers), tuple(widths)
 
 

@@ -146,11 +146,11 @@ def test_pareto_benchmark_prints_the_front(tmp_path):
                for v in report["verdicts"].values())
 
 
-def test_pareto_diagnostic_rows_take_the_cnn_apart():
+def test_pareto_diagnostic_rows_take_the_cnn_apart(monkeypatch):
     """The opt-in rows of pareto.py: the CNN without its hidden dense layer and
     the pyramid with 3x3 convs are scaled to the budget and are the shapes
     they are named for (not measured by default)."""
-    sys.path.insert(0, str(BENCH))
+    monkeypatch.syspath_prepend(str(BENCH))
     import pareto
     from torch import nn
 
