@@ -173,6 +173,33 @@ def test_pareto_diagnostic_rows_take_the_cnn_apart(monkeypatch):
     assert [m.out_features for m in full] == [128, 10]
 
 
+def test_hidden_head_benchmark_swaps_only_the_head(monkeypatch, tmp_path):
+    """benchmarks/hidden_head.py gives a ResBuilder network the CNN's hidden
+    dense layer and nothing else: same body, FLOPs up by exactly that layer's
+    cost, and its smoke run scores both variants."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import hidden_head
+    import torch
+    from torch import nn
+
+    arch = hidden_head.default_arch((1, 28, 28), 10, 32)
+    assert arch.summary().startswith("stem 3x3/32 | 32[-] > 32[-] > 32[32] |")
+    plain, wide = hidden_head.build(arch, 0, 0), hidden_head.build(arch, 64, 0)
+    assert isinstance(plain.head, nn.Linear) and plain.head.out_features == 10
+    assert [m.out_features for m in wide.head if isinstance(m, nn.Linear)] == [64, 10]
+    features = 32 * 7 * 7
+    assert (hidden_head.torch_flops(wide, (1, 28, 28)) - arch.flops()
+            == 2 * features * 64 + 2 * 64 * 10 - 2 * features * 10)
+    body = {k: v for k, v in plain.state_dict().items() if not k.startswith("head")}
+    assert all(torch.equal(v, wide.state_dict()[k]) for k, v in body.items())  # same init
+    hidden_head.main(["--smoke", "--dataset", "digits", "--hidden", "0,16",
+                      "--out", str(tmp_path / "hh.json")])
+    rows = json.loads((tmp_path / "hh.json").read_text())["rows"]
+    assert [r["hidden"] for r in rows] == [0, 16]
+    assert all(0.1 < r["acc"] <= 1.0 and r["epochs"] > 0 for r in rows)
+    assert rows[1]["flops"] > rows[0]["flops"]
+
+
 def test_ranking_benchmark_refits_every_candidate_as_the_fit_did(tmp_path):
     """benchmarks/ranking.py refits each candidate of a search as the fit refit
     its choice: the chosen one's refit scores exactly what the fit scored."""
