@@ -96,7 +96,7 @@ def main(argv=None):
             print(f"  seed {seed} hidden {h}: {row['acc']:.4f} ({row['epochs']:.1f} epochs)",
                   flush=True)
 
-    print(f"\n| hidden | median | per seed | FLOPs | epochs |\n|---|---|---|---|---|")
+    print("\n| hidden | median | per seed | FLOPs | epochs |\n|---|---|---|---|---|")
     for h in hidden:
         mine = [r for r in rows if r["hidden"] == h]
         accs = [r["acc"] for r in mine]
