@@ -53,8 +53,7 @@ def build(arch: Architecture, hidden: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)  # the dropout masks and the new layers' init
     net = ResBuilderNet(arch, torch.Generator().manual_seed(seed))
     if hidden:
-        net.head = nn.Sequential(nn.Linear(net.head.in_features, hidden), nn.ReLU(),
-                                 nn.Dropout(0.5), nn.Linear(hidden, arch.n_classes))
+        net.head = nn.Sequential(*sv.dense_head(net.head.in_features, hidden, arch.n_classes))
     return net
 
 

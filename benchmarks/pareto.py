@@ -103,8 +103,7 @@ def scaled_cnn(shape, n_classes, factor, hidden=True):
     c, h, w = shape
     c1, c2, d = _width(32 * factor), _width(64 * factor), _width(128 * factor)
     flat = c2 * (h // 4) * (w // 4)
-    head = ([nn.Linear(flat, d), nn.ReLU(), nn.Dropout(0.5), nn.Linear(d, n_classes)] if hidden
-            else [nn.Linear(flat, n_classes)])
+    head = sv.dense_head(flat, d, n_classes) if hidden else [nn.Linear(flat, n_classes)]
     return nn.Sequential(
         nn.Conv2d(c, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),

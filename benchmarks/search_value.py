@@ -169,6 +169,11 @@ def accuracy(net, X, y):
     return float((pred == y).float().mean())
 
 
+def dense_head(n_in, hidden, n_classes):
+    """The 2-conv CNN's head as a list of layers: ``Linear -> ReLU -> Dropout(0.5) -> Linear``."""
+    return [nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, n_classes)]
+
+
 def two_conv_cnn(shape, n_classes):
     """A hand-written 2-conv CNN: conv32-pool-conv64-pool-dense128 (7.7 MFLOPs at 28x28,
     the issue's reference); padding keeps the maps even, so 8x8 works too."""
@@ -176,8 +181,7 @@ def two_conv_cnn(shape, n_classes):
     return nn.Sequential(
         nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Dropout(0.25), nn.Flatten(), nn.Linear(64 * (h // 4) * (w // 4), 128), nn.ReLU(),
-        nn.Dropout(0.5), nn.Linear(128, n_classes))
+        nn.Dropout(0.25), nn.Flatten(), *dense_head(64 * (h // 4) * (w // 4), 128, n_classes))
 
 
 def with_blocks(base, layout):
