@@ -41,10 +41,14 @@ cost (the search's step seconds of those records).
         [--seeds 0,1,2] [--time-scale 1] [--min-time 10] [--threads 2]
         [--only resbuilder,cnn,uniform,pyramid,sklearn,cnn_linear,conv_pyramid] [--rb-params '{}']
         [--device auto] [--out benchmarks/results/pareto.json] [--smoke] [--label NAME]
+        [--set NAME=VALUE ...]
     python benchmarks/pareto.py --tables FILE.json [FILE.json ...]
 
 ``--label`` names the ResBuilder rows of a variant run (say with
-``--rb-params '{"start": "auto"}' --only resbuilder``), and ``--tables``
+``--rb-params '{"start": "auto"}' --only resbuilder``); ``--set NAME=VALUE``
+(repeatable) runs such a variant with a constant of
+``sklearn_resbuilder.defaults`` changed for this process, say
+``--set REFIT_MAX_STRETCH=64`` (the JSON records it); and ``--tables``
 prints the tables of several runs' files merged, so a variant is judged
 against the fixed rows of the run it extends. ``--smoke`` uses 600 images, two tiny budgets and T = 4 s to check that every
 row runs (a test does this). ``docs/make_figures.py --pareto FILE`` draws
@@ -320,6 +324,57 @@ def merged(paths):
     return out
 
 
+def set_defaults(pairs):
+    """Change constants of ``sklearn_resbuilder.defaults`` for this process.
+
+    ``pairs``: ``"NAME=VALUE"`` strings; VALUE is parsed as the constant's
+    own type (int, float or bool). Only constants the package reads while it
+    fits take effect; those copied into a parameter's or a config field's
+    default at import (``LR``, ``PATIENCE``, ``REFIT_MIN_STEPS``, ...) are
+    refused (estimator parameters go through ``--rb-params``). Returns
+    ``{NAME: (old, new)}``. Raises ``SystemExit`` naming the problem for an
+    unknown or refused name or a bad value.
+    """
+    import dataclasses
+    import inspect
+
+    from sklearn_resbuilder import ResBuilderClassifier, defaults
+    from sklearn_resbuilder.search import SearchConfig
+    from sklearn_resbuilder.training import TrainConfig
+    params = set(inspect.signature(ResBuilderClassifier).parameters)
+    fields = {f.name: f.default for cls in (SearchConfig, TrainConfig)
+              for f in dataclasses.fields(cls)}
+    changed = {}
+    for pair in pairs or ():
+        name, sep, text = pair.partition("=")
+        if not sep or not name.isupper() or not hasattr(defaults, name):
+            raise SystemExit(f"--set {pair!r}: expected NAME=VALUE with NAME a constant of "
+                             "sklearn_resbuilder.defaults, e.g. REFIT_MAX_STRETCH=64")
+        if name.lower() in params:
+            raise SystemExit(f"--set {pair!r}: defaults.{name} is the default of the "
+                             f"estimator's {name.lower()!r}: pass it with --rb-params")
+        bound = [f for f, d in fields.items()
+                 if name.endswith(f.upper()) and d == getattr(defaults, name)]
+        if bound:
+            raise SystemExit(f"--set {pair!r}: defaults.{name} is read once, at import, as "
+                             f"the default of the config field {bound[0]!r}: setting it "
+                             "here would change nothing")
+        old = getattr(defaults, name)
+        try:
+            if isinstance(old, bool):
+                if text.lower() not in ("true", "false"):
+                    raise ValueError(text)
+                value = text.lower() == "true"
+            else:
+                value = type(old)(text)
+        except ValueError:
+            raise SystemExit(f"--set {pair!r}: {text!r} is not of type {type(old).__name__}, "
+                             f"the type of defaults.{name} ({old!r})") from None
+        setattr(defaults, name, value)
+        changed[name] = (old, value)
+    return changed
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -336,6 +391,8 @@ def main(argv=None):
     p.add_argument("--out", default="benchmarks/results/pareto.json")
     p.add_argument("--smoke", action="store_true", help="600 images, 2 budgets, T = 4 s")
     p.add_argument("--label", help='name the ResBuilder rows "ResBuilder (LABEL)" (a variant)')
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", dest="set_defaults",
+                   help="change a constant of sklearn_resbuilder.defaults (repeatable)")
     p.add_argument("--tables", nargs="+", metavar="JSON",
                    help="print the tables of earlier runs' files, rows merged; run nothing")
     args = p.parse_args(argv)
@@ -343,6 +400,8 @@ def main(argv=None):
         for name, d in merged(args.tables).items():
             print_dataset(name, d)
         return
+    for name, (old, value) in set_defaults(args.set_defaults).items():
+        print(f"defaults.{name} = {value!r} for this run (the package's: {old!r})", flush=True)
     only = [r.strip() for r in args.only.split(",") if r.strip()]
     unknown = set(only) - set(ROWS)
     if unknown:

@@ -119,11 +119,14 @@ def test_pareto_benchmark_prints_the_front(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     out = subprocess.run([sys.executable, str(BENCH / "pareto.py"), "--smoke",
                           "--datasets", "digits", "--seeds", "0", "--threads", "1",
-                          "--out", str(tmp_path / "pareto.json")],
+                          "--set", "REFIT_MAX_STRETCH=2", "--out", str(tmp_path / "pareto.json")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "ResBuilder against the best fixed network within each budget" in out.stdout
-    report = json.loads((tmp_path / "pareto.json").read_text())["datasets"]["digits"]
+    assert "defaults.REFIT_MAX_STRETCH = 2 for this run" in out.stdout
+    result = json.loads((tmp_path / "pareto.json").read_text())
+    assert result["config"]["set_defaults"] == ["REFIT_MAX_STRETCH=2"]
+    report = result["datasets"]["digits"]
     budgets = report["budgets"]
     assert budgets == [1e4, 3e4]
     rows = report["rows"]
@@ -217,3 +220,25 @@ def test_ranking_benchmark_refits_every_candidate_as_the_fit_did(tmp_path):
     assert chosen["test_acc"] == fit["score"]
     assert fit["regret"] == max(c["test_acc"] for c in cands) - chosen["test_acc"]
     assert "median regret" in out.stdout
+
+
+def test_pareto_set_changes_a_default_the_fit_reads_and_refuses_the_others(monkeypatch):
+    """``--set NAME=VALUE`` patches a constant the package reads while it fits
+    (parsed as its type) and refuses names it would not change."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import pareto
+    from sklearn_resbuilder import defaults
+    for name in ("REFIT_MAX_STRETCH", "REFIT_TIME_SHARE", "REFIT_USE_SHARE"):
+        monkeypatch.setattr(defaults, name, getattr(defaults, name))  # restored after
+    changed = pareto.set_defaults(["REFIT_MAX_STRETCH=64", "REFIT_TIME_SHARE=0.7"])
+    assert changed == {"REFIT_MAX_STRETCH": (8, 64), "REFIT_TIME_SHARE": (0.6, 0.7)}
+    assert defaults.REFIT_MAX_STRETCH == 64 and isinstance(defaults.REFIT_MAX_STRETCH, int)
+    refused = {"LR=0.1": "pass it with --rb-params",  # an estimator parameter's default
+               "REFIT_MIN_STEPS=5": "read once, at import",  # TrainConfig.min_steps
+               "NO_SUCH=1": "a constant of sklearn_resbuilder.defaults",
+               "REFIT_MAX_STRETCH": "expected NAME=VALUE",
+               "REFIT_USE_SHARE=most": "not of type float"}
+    for pair, message in refused.items():
+        with pytest.raises(SystemExit, match=message):
+            pareto.set_defaults([pair])
+    assert defaults.REFIT_USE_SHARE == 0.9  # a refused value changed nothing
