@@ -397,6 +397,8 @@ def main(argv=None):
                    help="print the tables of earlier runs' files, rows merged; run nothing")
     args = p.parse_args(argv)
     if args.tables:
+        if args.set_defaults:
+            p.error("--set changes a run's defaults; --tables runs nothing")
         for name, d in merged(args.tables).items():
             print_dataset(name, d)
         return
