@@ -230,7 +230,15 @@ def row_resbuilder(ctx):
     refit_note = (f"; search {clf.search_time_:.0f} s, refit {refit.get('epochs', 0)} ep"
                   + ("" if refit.get("used") else " (not used)")) if clf.refit else ""
     collapsed = [r for r in clf.history_ if r.get("collapsed")]
+    # How well the chosen network fits: its search training's losses at the
+    # kept epoch (train on shifted images, validation clean) and the refit's last.
+    chosen = clf.history_[clf.best_step_]["scores"][clf.best_variant_]
     return [dict(method="ResBuilder", acc=float(clf.score(ctx["Xt"], ctx["yt"])),
+                 chosen_train_loss=chosen.get("train_loss"),
+                 chosen_valid_loss=chosen.get("valid_loss"),
+                 chosen_valid_acc=chosen.get("valid_accuracy"),
+                 chosen_epochs=chosen.get("epochs"),
+                 refit_train_loss=refit.get("train_loss"),
                  flops=arch.flops(), fit_s=fit_s, arch=arch.to_dict(),
                  search_s=clf.search_time_, refit_epochs=refit.get("epochs"),
                  n_collapsed=len(collapsed), collapsed_s=sum(r["seconds"] for r in collapsed),

@@ -46,6 +46,12 @@ def test_search_value_benchmark_prints_its_tables(tmp_path):
     rows = report["datasets"]["digits"]["rows"]
     assert {r["method"] for r in rows} >= {"ResBuilder", "SVC(rbf)"}
     assert all(0.0 <= r["acc"] <= 1.0 for r in rows if "acc" in r)
+    # How well the chosen network fits: the refit's smoothed loss cannot fall
+    # below the smoothed target's entropy (0.50 at 0.1 over ten classes).
+    (rb,) = [r for r in rows if r["method"] == "ResBuilder"]
+    assert rb["chosen_train_loss"] > 0 and rb["chosen_valid_loss"] > 0
+    assert 0.0 <= rb["chosen_valid_acc"] <= 1.0 and rb["chosen_epochs"] >= 1
+    assert rb["refit_train_loss"] > 0.49  # bfloat16 rounding aside
 
 
 def test_throughput_benchmark_prints_its_tables(tmp_path):
