@@ -15,11 +15,13 @@ or more), in one run, with the same wall-clock T(B) per row:
 - ``SVC(rbf)`` / ``MLPClassifier(256)``: once per data set (their FLOPs as in
   ``search_value.py``), shown at their own FLOPs.
 
-Two opt-in diagnostic rows (``--only cnn_linear,conv_pyramid``) take the
-CNN apart: ``2-conv CNN, linear head`` drops its hidden dense layer, and
+Three opt-in diagnostic rows (``--only cnn_linear,conv_pyramid,pooled_pyramid``):
+``2-conv CNN, linear head`` drops the CNN's hidden dense layer;
 ``3x3-conv pyramid`` is the pyramid start with its 1x1 transitions made
-3x3 convs (a shape ResBuilder's search space does not hold). Both count as
-fixed rows in the verdicts when present.
+3x3 convs (a shape ResBuilder's search space does not hold); ``pyramid on
+2x-pooled input`` is the pyramid on images average-pooled by 2
+(``Stem.downsample``), what ``start="auto"`` starts from at the smallest
+budgets. All count as fixed rows in the verdicts when present.
 
 The fixed networks train by ``search_value.train_for`` (Adam, one-cycle to
 3e-3, random +-10 % shifts, standardised inputs, as many steps as T allows).
@@ -39,7 +41,7 @@ cost (the search's step seconds of those records).
     OMP_NUM_THREADS=2 python benchmarks/pareto.py [--datasets digits,mnist]
         [--budgets-digits 1e4,3e4,1e5,3e5,1e6] [--budgets-mnist 1e5,3e5,1e6,3e6,1e7,3e7]
         [--seeds 0,1,2] [--time-scale 1] [--min-time 10] [--threads 2]
-        [--only resbuilder,cnn,uniform,pyramid,sklearn,cnn_linear,conv_pyramid] [--rb-params '{}']
+        [--only resbuilder,cnn,uniform,pyramid,sklearn,cnn_linear,conv_pyramid,pooled_pyramid] [--rb-params '{}']
         [--device auto] [--out benchmarks/results/pareto.json] [--smoke] [--label NAME]
         [--set NAME=VALUE ...]
     python benchmarks/pareto.py --tables FILE.json [FILE.json ...]
@@ -75,11 +77,13 @@ import search_value as sv  # noqa: E402
 from sklearn_resbuilder import Architecture  # noqa: E402
 from sklearn_resbuilder.flops import largest_omega, torch_flops  # noqa: E402
 
-ROWS = ("resbuilder", "cnn", "uniform", "pyramid", "sklearn", "cnn_linear", "conv_pyramid")
-#: What a run without ``--only`` measures; the other two rows are diagnostics.
+ROWS = ("resbuilder", "cnn", "uniform", "pyramid", "sklearn", "cnn_linear", "conv_pyramid",
+        "pooled_pyramid")
+#: What a run without ``--only`` measures; the other rows are diagnostics.
 DEFAULT_ROWS = ROWS[:5]
 FIXED = ("2-conv CNN (scaled)", "uniform ResNet (scaled)", "pyramid (scaled)",
-         "2-conv CNN, linear head (scaled)", "3x3-conv pyramid (scaled)")
+         "2-conv CNN, linear head (scaled)", "3x3-conv pyramid (scaled)",
+         "pyramid on 2x-pooled input (scaled)")
 BUDGETS = {"digits": "1e4,3e4,1e5,3e5,1e6", "mnist": "1e5,3e5,1e6,3e6,1e7,3e7"}
 #: (budget, seconds) of search_value.py's reference rows.
 T_REF = {"digits": (2e5, 60.0), "mnist": (1e7, 300.0)}
@@ -176,6 +180,19 @@ def row_cnn_linear(ctx):
 
 def row_conv_pyramid(ctx):
     return _row_torch(ctx, FIXED[4], conv_pyramid, lambda w: "-".join(f"conv{x}" for x in w))
+
+
+def row_pooled_pyramid(ctx):
+    data = ctx["data"]
+    base = Architecture.pyramid(data.shape, data.n_classes)
+    try:
+        pooled = Architecture.pyramid(data.shape, data.n_classes,
+                                      downsample=2 * base.stem.downsample)
+        _, arch = largest_omega(pooled, ctx["budget"], multiple=sv.MULTIPLE)
+    except ValueError as exc:
+        return [dict(method=FIXED[5], skipped=f"does not fit ({exc})")]
+    return [dict(sv.arch_row(FIXED[5], arch, data, ctx["T"], ctx["seed"], on_all=True),
+                 method=FIXED[5])]
 
 
 def row_uniform(ctx):

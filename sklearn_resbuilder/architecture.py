@@ -535,7 +535,8 @@ class Architecture:
 
     # -------------------------------------------------------------- presets
     @classmethod
-    def minimal(cls, input_shape, n_classes: int, width: int = 16) -> Architecture:
+    def minimal(cls, input_shape, n_classes: int, width: int = 16,
+                downsample: int | None = None) -> Architecture:
         """The paper's minimal start net (Fig. 4, "RB-0Net"), sized to the input.
 
         One 3x3 conv, two pooling layers, one dense layer on the flattened
@@ -559,22 +560,36 @@ class Architecture:
             Number of classes.
         width : int, default=16
             Channels of the stem conv (the stream width).
+        downsample : int, optional
+            Average-pool the input by this factor (``Stem.downsample``)
+            instead of the one chosen from the image size; the poolings are
+            then sized to the pooled image. Images only.
 
         Returns
         -------
         Architecture
         """
         input_shape = _shape3(input_shape)
-        downsample = 1
+        fixed = downsample is not None
+        if fixed:
+            downsample = _check_int("downsample", downsample, 1)
+        else:
+            downsample = 1
         if _default_layout(input_shape) == "1d":
+            if fixed and downsample != 1:
+                raise ValueError(f"downsample={downsample} is for images; a 1-D signal "
+                                 f"{input_shape} keeps its length")
             length = max(input_shape[1:])
             n_pools = 0
             while length // (2 ** (n_pools + 1)) >= MIN_1D_LENGTH:
                 n_pools += 1
         else:
             side = min(input_shape[1:])
-            while side // (2 * downsample) >= MIN_STAGE0_SIDE:
+            while not fixed and side // (2 * downsample) >= MIN_STAGE0_SIDE:
                 downsample *= 2
+            if side // downsample < 1:
+                raise ValueError(f"downsample={downsample} pools {input_shape[1:]} images "
+                                 "to nothing")
             side //= downsample
             n_pools = 2
             while n_pools > 0 and side // (2 ** n_pools) < 1:
@@ -584,7 +599,8 @@ class Architecture:
                    "flatten")
 
     @classmethod
-    def pyramid(cls, input_shape, n_classes: int, width: int = 16) -> Architecture:
+    def pyramid(cls, input_shape, n_classes: int, width: int = 16,
+                downsample: int | None = None) -> Architecture:
         """The minimal net with the classic ResNet shape: width doubles at each pooling.
 
         The same stem, poolings, downsampling and 1-D rule as :meth:`minimal`,
@@ -601,6 +617,8 @@ class Architecture:
         width : int, default=16
             Channels of the stem conv: stage 0's stream width, doubled at
             each later stage.
+        downsample : int, optional
+            As in :meth:`minimal`.
 
         Returns
         -------
@@ -611,7 +629,7 @@ class Architecture:
         >>> Architecture.pyramid((1, 28, 28), 10).summary()
         'stem 3x3/16 | 16[-] > 32[-] > 64[-] | flatten | 689,920 FLOPs'
         """
-        base = cls.minimal(input_shape, n_classes, width)
+        base = cls.minimal(input_shape, n_classes, width, downsample)
         stages = tuple(Stage(width * 2 ** s, (), transition=s > 0)
                        for s in range(base.n_stages))
         return replace(base, stages=stages)

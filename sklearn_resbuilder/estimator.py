@@ -102,7 +102,10 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         search goes on from the one with the best validation accuracy; all
         within the budget can be chosen. "auto": "minimal", unless scaled to
         ``flop_budget`` it would be narrower than 8 channels; then "pyramid"
-        (its later stages keep the width a flatten head needs).
+        (its later stages keep the width a flatten head needs), and where
+        even the pyramid's stem would be narrower than 8, the pyramid on the
+        images average-pooled by 2 (while their shorter side stays at least
+        8 px), which spends the budget on width at smaller maps.
     n_insertions : int, default=4
         n_Lambda: block insertions before each MorphNet step.
     n_morph_steps : int, default=7
@@ -581,10 +584,12 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"start lists a start twice: {self.start!r}")
         return starts
 
-    def _auto_start(self, input_shape, n_classes) -> str:
+    def _auto_start(self, input_shape, n_classes) -> str | Architecture:
         """``start="auto"``: "minimal", or "pyramid" where the minimal net scaled
         to the budget is narrower than ``MIN_MORPH_WIDTH`` (docs/algorithm.md,
-        deviation 29)."""
+        deviation 29); where even the pyramid's stem is, the pyramid on the
+        input average-pooled by 2 (an Architecture within the budget), as
+        often as leaves the shorter side ``AUTO_MIN_SIDE`` (deviation 33)."""
         try:
             minimal = self._start_within_budget(
                 "minimal", Architecture.minimal(input_shape, n_classes))
@@ -594,7 +599,14 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
             return "minimal"
         if max(minimal.group_widths()) >= D.MIN_MORPH_WIDTH or pyramid.flops() > self.flop_budget:
             return "minimal"
-        return "pyramid"
+        start, factor = "pyramid", pyramid.stem.downsample
+        side = min(pyramid.input_shape[1:])  # 1 for a 1-D signal: never pooled
+        while pyramid.stem.width < D.MIN_MORPH_WIDTH and side // (2 * factor) >= D.AUTO_MIN_SIDE:
+            # The budget buys width at the smaller maps (docs/algorithm.md, deviation 33).
+            factor *= 2
+            pyramid = start = self._start_within_budget(
+                "pyramid", Architecture.pyramid(input_shape, n_classes, downsample=factor))
+        return start
 
     @staticmethod
     def _start_architecture(start, input_shape, n_classes) -> Architecture:

@@ -608,6 +608,27 @@ def test_large_image_start_net_costs_about_what_a_small_one_does():
     assert huge.stage_hw()[0] == (37, 37)
 
 
+def test_minimal_and_pyramid_take_a_downsample_factor():
+    """An explicit factor replaces the one chosen from the image size; the
+    poolings are sized to the pooled image."""
+    arch = Architecture.minimal((1, 28, 28), 10, downsample=2)
+    assert arch.stem.downsample == 2 and arch.stage_hw() == [(14, 14), (7, 7), (3, 3)]
+    assert Architecture.minimal((3, 112, 112), 10, downsample=1).stage_hw()[0] == (112, 112)
+    pyr = Architecture.pyramid((1, 28, 28), 10, downsample=2)
+    assert pyr.stem.downsample == 2 and [s.width for s in pyr.stages] == [16, 32, 64]
+    # A quarter of the pixels: the same widths cost about a quarter of the FLOPs.
+    assert pyr.flops() < 0.3 * Architecture.pyramid((1, 28, 28), 10).flops()
+    # 8x8 pooled by 4 is 2x2: one pooling left.
+    assert Architecture.minimal((1, 8, 8), 10, downsample=4).n_stages == 2
+    for bad, match in ((0, "downsample must be >= 1"), (2.5, "downsample must be an int"),
+                       (16, "pools .* to nothing")):
+        with pytest.raises(ValueError, match=match):
+            Architecture.minimal((1, 8, 8), 10, downsample=bad)
+    with pytest.raises(ValueError, match="1-D signal"):
+        Architecture.pyramid((1, 1, 40), 10, downsample=2)
+    assert Architecture.minimal((1, 1, 40), 10, downsample=1).layout == "1d"
+
+
 def test_large_non_square_image_downsamples_by_its_shorter_side():
     arch = Architecture.minimal((3, 64, 300), 10)
     assert arch.stem.downsample == 2

@@ -182,6 +182,31 @@ def test_pareto_diagnostic_rows_take_the_cnn_apart(monkeypatch):
     assert [m.out_features for m in full] == [128, 10]
 
 
+def test_pareto_pooled_pyramid_row_is_the_pyramid_on_half_size_images(monkeypatch):
+    """The opt-in ``pooled_pyramid`` row trains the pyramid on 2x-pooled
+    images, scaled to the budget, and says so where the images are too small."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import pareto
+
+    assert "pooled_pyramid" in pareto.ROWS and "pooled_pyramid" not in pareto.DEFAULT_ROWS
+    seen = {}
+    monkeypatch.setattr(pareto.sv, "arch_row",
+                        lambda method, arch, data, T, seed, on_all: seen.setdefault(
+                            "row", dict(method=method, arch=arch, on_all=on_all)))
+
+    class Data:
+        shape, n_classes = (1, 28, 28), 10
+
+    (row,) = pareto.row_pooled_pyramid(dict(data=Data, budget=1e5, T=1.0, seed=0))
+    arch = seen["row"]["arch"]
+    assert row["method"] == pareto.FIXED[5] and seen["row"]["on_all"]
+    assert arch.stem.downsample == 2 and arch.stem_input_hw() == (14, 14)
+    assert 0.9e5 < arch.flops() <= 1e5 and arch.stages[-1].transition
+    Data.shape = (1, 1, 1)
+    (row,) = pareto.row_pooled_pyramid(dict(data=Data, budget=1e5, T=1.0, seed=0))
+    assert row["skipped"].startswith("does not fit")
+
+
 def test_hidden_head_benchmark_swaps_only_the_head(monkeypatch, tmp_path):
     """benchmarks/hidden_head.py gives a ResBuilder network the CNN's hidden
     dense layer and nothing else: same body, FLOPs up by exactly that layer's

@@ -685,6 +685,44 @@ def test_start_auto_is_the_minimal_net_unless_the_budget_makes_it_too_narrow():
         ResBuilderClassifier(**{**kw, "start": ["auto", "minimal"]}).fit(X, y)
 
 
+def test_start_auto_pools_the_input_where_even_the_pyramid_stem_is_too_narrow():
+    """Where the pyramid scaled to the budget has a stem narrower than 8, "auto"
+    trains the pyramid on the images average-pooled by 2 (while the pooled
+    side is at least AUTO_MIN_SIDE): wider, within the same budget."""
+    from sklearn_resbuilder.architecture import Architecture
+    from sklearn_resbuilder.defaults import AUTO_MIN_SIDE, MIN_MORPH_WIDTH
+    from sklearn_resbuilder.flops import largest_omega
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((120, 16 * 16)), np.arange(120) % 3
+    shape = (1, 16, 16)
+    kw = {**TINY, "max_epochs": 1, "start": "auto"}
+
+    def first(budget):
+        clf = ResBuilderClassifier(**{**kw, "flop_budget": budget}).fit(X, y)
+        return Architecture.from_dict(clf.history_[0]["architecture"])
+
+    def stem_at_full_size(budget):
+        return largest_omega(Architecture.pyramid(shape, 3), budget, multiple=8)[1].stem.width
+
+    narrow = next(b for b in (8e3, 6e3, 5e3, 4e3) if stem_at_full_size(b) < MIN_MORPH_WIDTH
+                  and max(largest_omega(Architecture.minimal(shape, 3), b, multiple=8)[1]
+                          .group_widths()) < MIN_MORPH_WIDTH)
+    pooled = first(narrow)
+    assert pooled.stem.downsample == 2 and pooled.stem_input_hw() == (8, 8)
+    assert 16 // 4 < AUTO_MIN_SIDE  # so it stops at one halving
+    assert [s.transition for s in pooled.stages] == [False, True, True]
+    assert pooled.flops() <= narrow and pooled.stem.width > stem_at_full_size(narrow)
+    # Where the minimal net is wide enough, it starts at full size.
+    wide = first(2e5)
+    assert wide.stem.downsample == 1 and not any(s.transition for s in wide.stages)
+    # 8x8 images are never pooled below AUTO_MIN_SIDE: the full-size pyramid.
+    Xd, yd = _X()
+    small = ResBuilderClassifier(**{**kw, "flop_budget": 3e3}).fit(Xd, yd).history_[0]
+    small = Architecture.from_dict(small["architecture"])
+    assert small.stem.downsample == 1 and small.stages[-1].transition
+
+
 @pytest.mark.parametrize("cut_share", [0.95, 0.3])
 def test_a_refit_the_clock_cut_is_used_only_near_its_end(small, monkeypatch, cut_share):
     """The wall-clock safety net cuts the refit at 95 % of its epochs (its
