@@ -105,7 +105,7 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
         (its later stages keep the width a flatten head needs), and where
         even the pyramid's stem would be narrower than 8, the pyramid on the
         images average-pooled by 2 (while their shorter side stays at least
-        8 px), which spends the budget on width at smaller maps.
+        14 px), which spends the budget on width at smaller maps.
     n_insertions : int, default=4
         n_Lambda: block insertions before each MorphNet step.
     n_morph_steps : int, default=7

@@ -694,32 +694,31 @@ def test_start_auto_pools_the_input_where_even_the_pyramid_stem_is_too_narrow():
     from sklearn_resbuilder.flops import largest_omega
 
     rng = np.random.default_rng(0)
-    X, y = rng.random((120, 16 * 16)), np.arange(120) % 3
-    shape = (1, 16, 16)
+    X, y = rng.random((60, 28 * 28)), np.arange(60) % 3
+    shape = (1, 28, 28)
     kw = {**TINY, "max_epochs": 1, "start": "auto"}
 
-    def first(budget):
+    def first(X, y, budget):
         clf = ResBuilderClassifier(**{**kw, "flop_budget": budget}).fit(X, y)
         return Architecture.from_dict(clf.history_[0]["architecture"])
 
-    def stem_at_full_size(budget):
-        return largest_omega(Architecture.pyramid(shape, 3), budget, multiple=8)[1].stem.width
+    def scaled(start, budget):
+        return largest_omega(start(shape, 3), budget, multiple=8)[1]
 
-    narrow = next(b for b in (8e3, 6e3, 5e3, 4e3) if stem_at_full_size(b) < MIN_MORPH_WIDTH
-                  and max(largest_omega(Architecture.minimal(shape, 3), b, multiple=8)[1]
-                          .group_widths()) < MIN_MORPH_WIDTH)
-    pooled = first(narrow)
-    assert pooled.stem.downsample == 2 and pooled.stem_input_hw() == (8, 8)
-    assert 16 // 4 < AUTO_MIN_SIDE  # so it stops at one halving
+    narrow = next(b for b in (6e4, 5e4, 4e4, 3e4)
+                  if max(scaled(Architecture.minimal, b).group_widths()) < MIN_MORPH_WIDTH)
+    full_size_stem = scaled(Architecture.pyramid, narrow).stem.width
+    assert full_size_stem < MIN_MORPH_WIDTH
+    pooled = first(X, y, narrow)
+    assert pooled.stem.downsample == 2 and pooled.stem_input_hw() == (14, 14)
+    assert 28 // 4 < AUTO_MIN_SIDE  # so it stops at one halving
     assert [s.transition for s in pooled.stages] == [False, True, True]
-    assert pooled.flops() <= narrow and pooled.stem.width > stem_at_full_size(narrow)
+    assert pooled.flops() <= narrow and pooled.stem.width > full_size_stem
     # Where the minimal net is wide enough, it starts at full size.
-    wide = first(2e5)
+    wide = first(X, y, 1e6)
     assert wide.stem.downsample == 1 and not any(s.transition for s in wide.stages)
     # 8x8 images are never pooled below AUTO_MIN_SIDE: the full-size pyramid.
-    Xd, yd = _X()
-    small = ResBuilderClassifier(**{**kw, "flop_budget": 3e3}).fit(Xd, yd).history_[0]
-    small = Architecture.from_dict(small["architecture"])
+    small = first(*_X(), 3e3)
     assert small.stem.downsample == 1 and small.stages[-1].transition
 
 
