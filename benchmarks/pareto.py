@@ -182,19 +182,6 @@ def row_conv_pyramid(ctx):
     return _row_torch(ctx, FIXED[4], conv_pyramid, lambda w: "-".join(f"conv{x}" for x in w))
 
 
-def row_pooled_pyramid(ctx):
-    data = ctx["data"]
-    base = Architecture.pyramid(data.shape, data.n_classes)
-    try:
-        pooled = Architecture.pyramid(data.shape, data.n_classes,
-                                      downsample=2 * base.stem.downsample)
-        _, arch = largest_omega(pooled, ctx["budget"], multiple=sv.MULTIPLE)
-    except ValueError as exc:
-        return [dict(method=FIXED[5], skipped=f"does not fit ({exc})")]
-    return [dict(sv.arch_row(FIXED[5], arch, data, ctx["T"], ctx["seed"], on_all=True),
-                 method=FIXED[5])]
-
-
 def row_uniform(ctx):
     try:
         (best,) = sv.row_uniform(ctx)
@@ -203,15 +190,27 @@ def row_uniform(ctx):
     return [dict(best, method=FIXED[1])]
 
 
-def row_pyramid(ctx):
+def _row_arch(ctx, method, make):
+    """Train ``make(shape, n_classes)`` scaled to the budget for T on all training images."""
     data = ctx["data"]
     try:
-        _, arch = largest_omega(Architecture.pyramid(data.shape, data.n_classes),
-                                ctx["budget"], multiple=sv.MULTIPLE)
+        _, arch = largest_omega(make(data.shape, data.n_classes), ctx["budget"],
+                                multiple=sv.MULTIPLE)
     except ValueError as exc:
-        return [dict(method=FIXED[2], skipped=f"does not fit ({exc})")]
-    return [dict(sv.arch_row(FIXED[2], arch, data, ctx["T"], ctx["seed"], on_all=True),
-                 method=FIXED[2])]
+        return [dict(method=method, skipped=f"does not fit ({exc})")]
+    return [dict(sv.arch_row(method, arch, data, ctx["T"], ctx["seed"], on_all=True),
+                 method=method)]
+
+
+def row_pyramid(ctx):
+    return _row_arch(ctx, FIXED[2], Architecture.pyramid)
+
+
+def row_pooled_pyramid(ctx):
+    def pooled(shape, n_classes):
+        factor = 2 * Architecture.pyramid(shape, n_classes).stem.downsample
+        return Architecture.pyramid(shape, n_classes, downsample=factor)
+    return _row_arch(ctx, FIXED[5], pooled)
 
 
 def row_resbuilder(ctx):
