@@ -88,6 +88,12 @@ REFIT_PEAK_LR = 3.0
 #: CE: their validation loss drives early stopping and greedy out). One digits
 #: net, 10 seeds: 0.9810 -> 0.9848 mean test accuracy, no seed worse.
 REFIT_LABEL_SMOOTHING = 0.1
+#: ... but not for a network with fewer parameters than this many per
+#: training image, which underfits: without smoothing MNIST 10k at 1e5 FLOPs
+#: (0.6-0.9 parameters per image) gained 0.0023-0.0038 and digits at 1e4
+#: (0.47) 0.0033, while every network of 1.37 or more per image lost
+#: 0.0002-0.0056 (docs/algorithm.md, deviation 16).
+REFIT_SMOOTH_MIN_PARAMS_PER_IMAGE = 1.0
 #: Floor on the refit's optimizer steps: small data gets more epochs (300
 #: images at batch 128 are 3 steps an epoch; 20 epochs do not train a net).
 REFIT_MIN_STEPS = 600

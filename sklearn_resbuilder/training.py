@@ -255,15 +255,30 @@ def _fit(module, data, config, regularized, seed, batch_size, channels_last, slo
 
 
 
+def refit_label_smoothing(n_params: int, n_images: int) -> float:
+    """The refit's label smoothing for a network of ``n_params`` parameters
+    trained on ``n_images`` images.
+
+    ``defaults.REFIT_LABEL_SMOOTHING`` (0.1), or 0 for a network with fewer
+    parameters than ``defaults.REFIT_SMOOTH_MIN_PARAMS_PER_IMAGE`` (1) per
+    training image: such a network cannot fit its data, and smoothing, a
+    regularizer, only costs it (docs/algorithm.md, deviation 16).
+    """
+    if n_params < defaults.REFIT_SMOOTH_MIN_PARAMS_PER_IMAGE * n_images:
+        return 0.0
+    return defaults.REFIT_LABEL_SMOOTHING
+
+
 def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epochs: int,
-          seed: int = 0, warmup: float = 0.1, slot=None) -> TrainResult:
+          seed: int = 0, warmup: float = 0.1, slot=None,
+          label_smoothing: float | None = None) -> TrainResult:
     """Train ``module`` (in place) on train + validation images, penalties off.
 
     The learning rate follows skorch's ``LRScheduler`` with torch's
     ``OneCycleLR``: a linear warm-up over ``warmup`` of the steps from
     ``peak / 25`` to ``peak = defaults.REFIT_PEAK_LR * config.lr``, then a cosine
     down to ~0. The loss is cross entropy with label smoothing
-    ``defaults.REFIT_LABEL_SMOOTHING`` (0.1). There is no
+    ``label_smoothing`` (None: :func:`refit_label_smoothing`). There is no
     validation split left to stop on, so it runs ``epochs`` epochs (fewer
     if the time plan's ``slot`` allows fewer).
 
@@ -277,6 +292,8 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
     """
     t0 = time.perf_counter()
     X, y = joined(data.X_train, data.X_valid), joined(data.y_train, data.y_valid)
+    if label_smoothing is None:
+        label_smoothing = refit_label_smoothing(module.architecture.n_params(), len(X))
     channels_last = config.channels_last is not False
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
@@ -288,14 +305,14 @@ def refit(module: ResBuilderNet, data: TrainingData, config: TrainConfig, *, epo
     net = _trainer(module, data, config, regularized=False, seed=seed,
                    batch_size=config.batch_size, channels_last=channels_last, epochs=epochs,
                    callbacks=[("lr_schedule", schedule), *stop_callbacks(slot)],
-                   train_split=None, label_smoothing=defaults.REFIT_LABEL_SMOOTHING)
+                   train_split=None, label_smoothing=label_smoothing)
     net = _run_fit(net, X, y, slot)
     rows = [row for row in net.history if "train_loss" in row]
     record = {"epochs": len(rows), "planned_epochs": int(epochs), "n_images": len(X),
               "train_loss": float(rows[-1]["train_loss"]) if rows else float("nan"),
               "schedule": f"one-cycle: {warmup:.0%} linear warm-up to lr, cosine to 0",
               "lr": float(peak), "batch_size": int(config.batch_size),
-              "label_smoothing": defaults.REFIT_LABEL_SMOOTHING,
+              "label_smoothing": float(label_smoothing),
               "stopped": getattr(net, "stop_reason_", None),
               "seconds": time.perf_counter() - t0}
     if slot is not None:

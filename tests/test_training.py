@@ -654,6 +654,32 @@ def test_batch_augment_is_the_same_on_a_channels_last_batch():
     assert not torch.equal(a, x)  # it did shift/flip something
 
 
+def test_refit_smooths_labels_only_for_networks_with_a_parameter_per_image(small_data):
+    """Below defaults.REFIT_SMOOTH_MIN_PARAMS_PER_IMAGE parameters per training
+    image the refit trains on plain cross entropy (the same run as asking for
+    label_smoothing=0), at or above it with REFIT_LABEL_SMOOTHING."""
+    from sklearn_resbuilder.training import refit_label_smoothing
+
+    per_image = defaults.REFIT_SMOOTH_MIN_PARAMS_PER_IMAGE
+    assert per_image == 1.0
+    assert refit_label_smoothing(999, 1000) == 0.0
+    assert refit_label_smoothing(1000, 1000) == defaults.REFIT_LABEL_SMOOTHING
+    n_all = len(small_data.X_train) + len(small_data.X_valid)
+    cfg = TrainConfig(augment=False, max_epochs=3, patience=3, min_steps=0)
+    tiny = _net(width=1, blocks=0, seed=0)
+    assert tiny.architecture.n_params() < per_image * n_all
+    auto = refit(tiny, small_data, cfg, epochs=3, seed=0)
+    plain = refit(_net(width=1, blocks=0, seed=0), small_data, cfg, epochs=3, seed=0,
+                  label_smoothing=0.0)
+    smoothed = refit(_net(width=1, blocks=0, seed=0), small_data, cfg, epochs=3, seed=0,
+                     label_smoothing=0.1)
+    assert auto.record["label_smoothing"] == 0.0
+    assert auto.record["train_loss"] == plain.record["train_loss"] != smoothed.record["train_loss"]
+    big = _net(width=16, seed=0)
+    assert big.architecture.n_params() >= per_image * n_all
+    assert refit(big, small_data, cfg, epochs=1, seed=0).record["label_smoothing"] == 0.1
+
+
 def test_refit_smooths_labels_and_the_search_trainings_do_not(small_data):
     """With label smoothing eps over K classes the training loss cannot fall
     below the entropy of the smoothed target (0.50 at eps = 0.1, K = 10); a
