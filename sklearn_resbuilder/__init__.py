@@ -4,7 +4,7 @@ from .architecture import Architecture, Stage, Stem
 from .checkpoint import CheckpointError
 from .estimator import ResBuilderClassifier
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = ["Architecture", "CheckpointError", "ResBuilderClassifier", "Stage", "Stem",
            "__version__"]
