@@ -587,9 +587,10 @@ class ResBuilderClassifier(ClassifierMixin, BaseEstimator):
     def _auto_start(self, input_shape, n_classes) -> str | Architecture:
         """``start="auto"``: "minimal", or "pyramid" where the minimal net scaled
         to the budget is narrower than ``MIN_MORPH_WIDTH`` (docs/algorithm.md,
-        deviation 29); where even the pyramid's stem is, the pyramid on the
-        input average-pooled by 2 (an Architecture within the budget), as
-        often as leaves the shorter side ``AUTO_MIN_SIDE`` (deviation 33)."""
+        deviation 29). Where the pyramid's stem is narrower than that too,
+        the pyramid on the input average-pooled by 2 (an Architecture within
+        the budget), halved again while the stem stays too narrow and the
+        shorter side would keep ``AUTO_MIN_SIDE`` (deviation 33)."""
         try:
             minimal = self._start_within_budget(
                 "minimal", Architecture.minimal(input_shape, n_classes))

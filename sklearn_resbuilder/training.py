@@ -261,8 +261,8 @@ def refit_label_smoothing(n_params: int, n_images: int) -> float:
 
     ``defaults.REFIT_LABEL_SMOOTHING`` (0.1), or 0 for a network with fewer
     parameters than ``defaults.REFIT_SMOOTH_MIN_PARAMS_PER_IMAGE`` (1) per
-    training image: such a network cannot fit its data, and smoothing, a
-    regularizer, only costs it (docs/algorithm.md, deviation 16).
+    training image: such a network underfits, and smoothing, a regularizer,
+    costs it accuracy (docs/algorithm.md, deviation 16).
     """
     if n_params < defaults.REFIT_SMOOTH_MIN_PARAMS_PER_IMAGE * n_images:
         return 0.0
