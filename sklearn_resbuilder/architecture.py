@@ -571,10 +571,7 @@ class Architecture:
         """
         input_shape = _shape3(input_shape)
         fixed = downsample is not None
-        if fixed:
-            downsample = _check_int("downsample", downsample, 1)
-        else:
-            downsample = 1
+        downsample = _check_int("downsample", downsample, 1) if fixed else 1
         if _default_layout(input_shape) == "1d":
             if fixed and downsample != 1:
                 raise ValueError(f"downsample={downsample} is for images; a 1-D signal "
